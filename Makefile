@@ -1,0 +1,46 @@
+# pelab: build, test, sanitizers.  `make` builds ./run; `make test` runs every test;
+# `make test-asan` runs the same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+CC      ?= cc
+OMP     ?= 1
+BUILD   ?= build
+OPT     ?= -O2 -march=native
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter $(OPT) -I.
+LDLIBS  += -lm
+ifeq ($(OMP),1)
+CFLAGS  += -fopenmp
+LDFLAGS += -fopenmp
+endif
+
+CORE_SRC  = gguf.c model.c kvcache.c sampler.c encodings/registry.c encodings/none.c encodings/absolute.c \
+            encodings/rope.c encodings/rope_scaling.c encodings/alibi.c encodings/t5.c tokenizer/tokenizer.c
+TEST_SRC  = $(wildcard tests/test_*.c)
+CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
+FIXTURES ?= ../shared/fixtures/llamacpp
+
+.PHONY: all test test-asan clean
+all: run
+
+run: $(BUILD)/run
+	cp $< $@
+
+$(BUILD)/run: $(BUILD)/run.o $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test_all: $(TEST_OBJ) $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c $(wildcard *.h encodings/*.h tokenizer/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+test: $(BUILD)/run $(BUILD)/test_all
+	@mkdir -p $(BUILD)/test-tmp
+	FIXTURES=$(FIXTURES) RUN_BINARY=$(BUILD)/run TEST_TMP=$(BUILD)/test-tmp $(BUILD)/test_all
+
+test-asan:
+	$(MAKE) test BUILD=build-asan OMP=0 OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined"
+
+clean:
+	rm -rf build build-asan run

@@ -1,0 +1,63 @@
+/* The table of encodings: one row per -pe name. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "encodings/encoding.h"
+
+static const EncodingMethod methods[] = {
+    {"none",       PE_FAMILY_NONE,     &pe_none_ops,     pe_none_setup,       "no positional encoding (NoPE)"},
+    {"learned",    PE_FAMILY_ABSOLUTE, &pe_absolute_ops, pe_learned_setup,    "learned absolute table (position_embd.weight)"},
+    {"sinusoidal", PE_FAMILY_ABSOLUTE, &pe_absolute_ops, pe_sinusoidal_setup, "fixed sinusoids added to the input (Vaswani)"},
+    {"rope",       PE_FAMILY_ROPE,     &pe_rope_ops,     pe_rope_setup,       "rotary, no scaling"},
+    {"linear",     PE_FAMILY_ROPE,     &pe_rope_ops,     pe_linear_setup,     "rotary, position interpolation: theta/s"},
+    {"ntk",        PE_FAMILY_ROPE,     &pe_rope_ops,     pe_ntk_setup,        "rotary, NTK-aware base B*s^(n/(n-2))"},
+    {"dynamic",    PE_FAMILY_ROPE,     &pe_dynamic_ops,  pe_dynamic_setup,    "rotary, dynamic NTK (base follows the length; cached keys re-rotated)"},
+    {"yarn",       PE_FAMILY_ROPE,     &pe_rope_ops,     pe_yarn_setup,       "rotary, YaRN ramp + attention factor"},
+    {"llama3",     PE_FAMILY_ROPE,     &pe_rope_ops,     pe_llama3_setup,     "rotary, Llama 3 frequency bands"},
+    {"alibi",      PE_FAMILY_ALIBI,    &pe_alibi_ops,    pe_alibi_setup,      "linear attention biases"},
+    {"t5",         PE_FAMILY_T5,       &pe_t5_ops,       pe_t5_setup,         "T5 relative position buckets"},
+};
+#define N_METHODS (int)(sizeof methods / sizeof methods[0])
+
+int encoding_error(char *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, 256, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const EncodingMethod *encoding_find(const char *name) {
+    for (int i = 0; i < N_METHODS; i++)
+        if (!strcmp(methods[i].name, name)) return &methods[i];
+    return NULL;
+}
+
+const char *encoding_family_name(PeFamily f) {
+    static const char *names[] = {"none", "absolute", "rope", "alibi", "t5"};
+    return names[f];
+}
+
+void encoding_list(char *out, int cap) {
+    int n = 0;
+    out[0] = 0;
+    for (int i = 0; i < N_METHODS && n < cap; i++) n += snprintf(out + n, cap - n, "%s%s", i ? "|" : "", methods[i].name);
+}
+
+int encoding_init(Encoding *e, PeFamily model_family, char *err) {
+    char names[160];
+    const EncodingMethod *m = encoding_find(e->set.method);
+    if (!m) {
+        encoding_list(names, sizeof names);
+        return encoding_error(err, "unknown positional encoding '%s' (known: %s)", e->set.method, names);
+    }
+    /* an override stays inside the family the model was trained with: the weights only make sense there */
+    if (m->family != model_family)
+        return encoding_error(err, "-pe %s does not apply to this model: it was trained with a %s encoding", m->name,
+                              encoding_family_name(model_family));
+    e->method = m;
+    e->ops = m->ops;
+    e->max_pos = 0x7fffffff;
+    e->mscale = 1.0;
+    return m->setup(e, err);
+}

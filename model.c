@@ -1,0 +1,576 @@
+/* Model loading (llama, gpt2, bloom and the project's own self-describing `pelab` architecture)
+   and the forward pass. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "model.h"
+
+#define ATT_TILE 64      /* keys scored per step of the streaming softmax */
+#define MAX_HEAD_DIM (2 * PE_MAX_PAIRS)
+
+/* ------------------------------------------------------------------------------------------ */
+/* loading */
+
+typedef struct {
+    Model *m;
+    const char *arch;     /* key prefix */
+    char *err;
+    int failed;
+} Loader;
+
+static int load_fail(Loader *L, const char *fmt, const char *a, const char *b) {
+    if (!L->failed) snprintf(L->err, GGUF_ERR, fmt, a, b);
+    L->failed = 1;
+    return -1;
+}
+
+/* {arch}.suffix as an int in [lo, hi]; returns def when missing */
+static int meta_int(Loader *L, const char *suffix, int64_t lo, int64_t hi, int64_t def, int required) {
+    char key[128];
+    int64_t v = def;
+    snprintf(key, sizeof key, "%s.%s", L->arch, suffix);
+    int r = gguf_get_int(&L->m->gguf, key, lo, hi, &v, L->err);
+    if (r < 0) L->failed = 1;
+    if (r == 0 && required) load_fail(L, "missing key '%s'%s", key, "");
+    return (int)v;
+}
+
+static double meta_float(Loader *L, const char *suffix, double def) {
+    char key[128];
+    double v = def;
+    snprintf(key, sizeof key, "%s.%s", L->arch, suffix);
+    if (gguf_get_float(&L->m->gguf, key, &v, L->err) < 0) L->failed = 1;
+    if (!isfinite(v)) load_fail(L, "key '%s' is not finite%s", key, "");
+    return v;
+}
+
+static int meta_bool(Loader *L, const char *suffix, int def) {
+    char key[128];
+    int v = def;
+    snprintf(key, sizeof key, "%s.%s", L->arch, suffix);
+    if (gguf_get_bool(&L->m->gguf, key, &v, L->err) < 0) L->failed = 1;
+    return v;
+}
+
+/* {arch}.suffix as one of `choices` (NULL-terminated); returns the index, or def when missing */
+static int meta_choice(Loader *L, const char *suffix, const char *const *choices, int def) {
+    char key[128], list[160] = "";
+    GgufStr s;
+    snprintf(key, sizeof key, "%s.%s", L->arch, suffix);
+    int r = gguf_get_str(&L->m->gguf, key, &s, L->err);
+    if (r < 0) L->failed = 1;
+    if (r <= 0) return def;
+    for (int i = 0; choices[i]; i++) {
+        if (gguf_str_eq(s, choices[i])) return i;
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", choices[i]);
+    }
+    load_fail(L, "key '%s' has an unsupported value (supported: %s)", key, list);
+    return def;
+}
+
+static const float *own_f32(Model *m, size_t n) {
+    float *p = malloc(n * sizeof *p);
+    float **list = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *list);
+    if (!p || !list) { free(p); if (list) m->owned = list; return NULL; }
+    m->owned = list;
+    m->owned[m->n_owned++] = p;
+    return p;
+}
+
+static float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023, bits;
+    if (exp == 0) {
+        if (!man) bits = sign;
+        else {   /* subnormal: normalise */
+            exp = 113;
+            while (!(man & 1024)) { man <<= 1; exp--; }
+            bits = sign | exp << 23 | (man & 1023) << 13;
+        }
+    } else if (exp == 31) bits = sign | 0x7f800000u | man << 13;
+    else bits = sign | (exp + 112) << 23 | man << 13;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* A tensor of shape [ne1][ne0] (ne1 = 0: one-dimensional), as F32. Missing: NULL, an error if required. */
+static const float *tensor(Loader *L, const char *name, int64_t ne0, int64_t ne1, int required) {
+    const GgufTensor *t = gguf_tensor(&L->m->gguf, name);
+    if (!t) {
+        if (required) load_fail(L, "missing tensor '%s'%s", name, "");
+        return NULL;
+    }
+    int64_t want1 = ne1 ? ne1 : 1;
+    if ((int64_t)t->ne[0] != ne0 || (int64_t)t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1 || (!ne1 && t->n_dims != 1)) {
+        char want[64];
+        snprintf(want, sizeof want, ne1 ? "[%lld, %lld]" : "[%lld]", (long long)ne0, (long long)ne1);
+        char msg[GGUF_ERR];
+        snprintf(msg, sizeof msg, "tensor '%%s' has shape [%llu, %llu, %llu, %llu], expected %%s", (unsigned long long)t->ne[0],
+                 (unsigned long long)t->ne[1], (unsigned long long)t->ne[2], (unsigned long long)t->ne[3]);
+        load_fail(L, msg, name, want);
+        return NULL;
+    }
+    size_t n = (size_t)ne0 * (size_t)want1;
+    if (t->type == GGML_F32) return t->data;
+    if (t->type == GGML_F16) {
+        float *out = (float *)own_f32(L->m, n);
+        if (!out) { load_fail(L, "out of memory converting '%s'%s", name, ""); return NULL; }
+        const uint8_t *src = t->data;
+        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, src + 2 * i, 2); out[i] = f16_to_f32(h); }
+        return out;
+    }
+    load_fail(L, "tensor '%s': type %s is not supported by this build (F32 and F16 are)", name, t->type == GGML_Q8_0 ? "Q8_0" : "?");
+    return NULL;
+}
+
+/* rope.scaling.type (llama.cpp: missing means "linear", which with no factor means no scaling) */
+static void load_rope_settings(Loader *L, PeSettings *pe, int head_dim) {
+    static const char *types[] = {"none", "linear", "yarn", "ntk", "dynamic", "llama3", NULL};
+    static const char *layouts[] = {"interleaved", "neox", NULL};
+    pe->rope_base = meta_float(L, "rope.freq_base", 10000.0);
+    pe->n_rot = meta_int(L, "rope.dimension_count", 2, MAX_HEAD_DIM, head_dim, 0);
+    pe->layout = (RopeLayout)meta_choice(L, "rope.layout", layouts, ROPE_INTERLEAVED);
+    pe->scale = meta_float(L, "rope.scaling.factor", meta_float(L, "rope.scale_linear", 0));
+    pe->orig_ctx = meta_int(L, "rope.scaling.original_context_length", 1, 1 << 30, 0, 0);
+    pe->attn_factor = meta_float(L, "rope.scaling.attn_factor", 0);
+    pe->yarn_attn = meta_float(L, "rope.scaling.yarn_attn_factor", 0);
+    pe->yarn_ext = meta_float(L, "rope.scaling.yarn_ext_factor", -1);
+    pe->beta_fast = meta_float(L, "rope.scaling.yarn_beta_fast", 0);
+    pe->beta_slow = meta_float(L, "rope.scaling.yarn_beta_slow", 0);
+    pe->llama3_low = meta_float(L, "rope.scaling.low_freq_factor", 0);
+    pe->llama3_high = meta_float(L, "rope.scaling.high_freq_factor", 0);
+    int type = meta_choice(L, "rope.scaling.type", types, 1);
+    if (type == 1 && !(pe->scale > 0 && pe->scale != 1)) type = 0;
+    snprintf(pe->method, sizeof pe->method, "%s", type == 0 ? "rope" : types[type]);
+    if (type == 0) pe->scale = 0;
+}
+
+static int load_config(Loader *L) {
+    Model *m = L->m;
+    Config *c = &m->c;
+    GgufStr arch;
+    static const char *archs[] = {"llama", "gpt2", "bloom", "pelab", NULL};
+    int r = gguf_get_str(&m->gguf, "general.architecture", &arch, L->err);
+    if (r < 0) return -1;
+    if (r == 0) return load_fail(L, "missing key 'general.architecture'%s%s", "", "");
+    int a = 0;
+    while (archs[a] && !gguf_str_eq(arch, archs[a])) a++;
+    if (!archs[a]) {
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(arch.len < 40 ? arch.len : 40), arch.ptr);
+        return load_fail(L, "unknown architecture '%s' (supported: %s)", name, "llama, gpt2, bloom, pelab");
+    }
+    c->arch = (Arch)a;
+    L->arch = archs[a];
+    c->train_ctx = meta_int(L, "context_length", 1, 1 << 30, 0, 1);
+    c->dim = meta_int(L, "embedding_length", 1, 1 << 16, 0, 1);
+    c->n_layers = meta_int(L, "block_count", 1, MAX_LAYERS, 0, 1);
+    c->hidden_dim = meta_int(L, "feed_forward_length", 1, 1 << 20, 0, 1);
+    c->n_heads = meta_int(L, "attention.head_count", 1, PE_MAX_HEADS, 0, 1);
+    if (L->failed) return -1;
+    c->n_kv_heads = meta_int(L, "attention.head_count_kv", 1, c->n_heads, c->n_heads, 0);
+    c->head_dim = meta_int(L, "attention.key_length", 1, MAX_HEAD_DIM, c->dim / c->n_heads, 0);
+    if (L->failed) return -1;
+    if (c->n_heads % c->n_kv_heads) return load_fail(L, "head count must be a multiple of the KV head count%s%s", "", "");
+    if (c->head_dim < 1 || c->head_dim > MAX_HEAD_DIM || (!gguf_find(&m->gguf, "x") && c->head_dim * c->n_heads != c->dim && c->dim % c->n_heads))
+        return load_fail(L, "embedding length is not a multiple of the head count, and no attention.key_length is given%s%s", "", "");
+
+    PeSettings *pe = &c->pe;
+    memset(pe, 0, sizeof *pe);
+    pe->yarn_ext = -1;
+    switch (c->arch) {
+    case ARCH_LLAMA:
+        c->norm = NORM_RMS; c->mlp = MLP_SWIGLU;
+        c->norm_eps = (float)meta_float(L, "attention.layer_norm_rms_epsilon", 1e-5);
+        c->pe_family = PE_FAMILY_ROPE;
+        load_rope_settings(L, pe, c->head_dim);
+        pe->layout = ROPE_INTERLEAVED;   /* llama.cpp fixes the layout by architecture */
+        break;
+    case ARCH_GPT2:
+    case ARCH_BLOOM:
+        c->norm = NORM_LAYER; c->mlp = MLP_GELU; c->linear_bias = 1;
+        c->norm_eps = (float)meta_float(L, "attention.layer_norm_epsilon", 1e-5);
+        c->embd_norm = c->arch == ARCH_BLOOM;
+        c->pe_family = c->arch == ARCH_BLOOM ? PE_FAMILY_ALIBI : PE_FAMILY_ABSOLUTE;
+        snprintf(pe->method, sizeof pe->method, "%s", c->arch == ARCH_BLOOM ? "alibi" : "learned");
+        pe->alibi_max_bias = meta_float(L, "attention.max_alibi_bias", 8.0);
+        break;
+    case ARCH_PELAB: {
+        static const char *norms[] = {"rmsnorm", "layernorm", NULL}, *mlps[] = {"swiglu", "gelu", NULL};
+        static const char *pes[] = {"none", "learned", "sinusoidal", "rope", "alibi", "t5", NULL};
+        static const char *variants[] = {"vaswani", "fairseq", NULL};
+        static const PeFamily fam[] = {PE_FAMILY_NONE, PE_FAMILY_ABSOLUTE, PE_FAMILY_ABSOLUTE, PE_FAMILY_ROPE, PE_FAMILY_ALIBI, PE_FAMILY_T5};
+        c->norm = (NormKind)meta_choice(L, "norm", norms, NORM_RMS);
+        c->norm_eps = (float)meta_float(L, "norm_epsilon", 1e-5);
+        c->mlp = (MlpKind)meta_choice(L, "mlp", mlps, MLP_SWIGLU);
+        c->linear_bias = meta_bool(L, "bias", 0);
+        int p = meta_choice(L, "pe", pes, -1);
+        if (p < 0) return load_fail(L, "missing key 'pelab.pe'%s%s", "", "");
+        c->pe_family = fam[p];
+        if (c->pe_family == PE_FAMILY_ROPE) load_rope_settings(L, pe, c->head_dim);
+        else snprintf(pe->method, sizeof pe->method, "%s", pes[p]);
+        pe->sinusoid = (SinusoidVariant)meta_choice(L, "pe.sinusoidal_variant", variants, SINUSOID_VASWANI);
+        pe->alibi_max_bias = meta_float(L, "attention.max_alibi_bias", 8.0);
+        pe->t5_buckets = meta_int(L, "attention.relative_buckets_count", 4, 4096, 32, 0);
+        pe->t5_max_distance = meta_int(L, "attention.relative_max_distance", 3, 1 << 30, 128, 0);
+        break;
+    }
+    }
+    if (!(c->norm_eps > 0)) return load_fail(L, "norm epsilon must be positive%s%s", "", "");
+    return L->failed ? -1 : 0;
+}
+
+static int load_weights(Loader *L) {
+    Model *m = L->m;
+    Config *c = &m->c;
+    Weights *w = &m->w;
+    const GgufTensor *te = gguf_tensor(&m->gguf, "token_embd.weight");
+    if (!te) return load_fail(L, "missing tensor '%s'%s", "token_embd.weight", "");
+    if (te->ne[1] < 1 || te->ne[1] > (1 << 24)) return load_fail(L, "token_embd.weight: bad vocabulary size%s%s", "", "");
+    c->vocab_size = (int)te->ne[1];
+    int D = c->dim, H = c->hidden_dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    int layer_norm = c->norm == NORM_LAYER, bias = c->linear_bias;
+    char n[96];
+    w->tok_embd = tensor(L, "token_embd.weight", D, c->vocab_size, 1);
+    if (c->embd_norm) {
+        w->embd_norm = tensor(L, "token_embd_norm.weight", D, 0, 1);
+        w->embd_norm_b = tensor(L, "token_embd_norm.bias", D, 0, 1);
+    }
+    const GgufTensor *tp = gguf_tensor(&m->gguf, "position_embd.weight");
+    if (tp) {
+        w->pos_rows = tp->ne[1] > (1u << 30) ? 0 : (int)tp->ne[1];
+        w->pos_embd = tensor(L, "position_embd.weight", D, w->pos_rows, 1);
+    } else if (c->arch == ARCH_GPT2) {
+        return load_fail(L, "missing tensor '%s'%s", "position_embd.weight", "");
+    }
+    const GgufTensor *tf = gguf_tensor(&m->gguf, "rope_freqs.weight");
+    if (tf && c->pe_family == PE_FAMILY_ROPE) w->rope_freqs = tensor(L, "rope_freqs.weight", c->pe.n_rot > 0 ? c->pe.n_rot / 2 : c->head_dim / 2, 0, 1);
+    if (c->pe_family == PE_FAMILY_T5) w->rel_bias = tensor(L, "dec.blk.0.attn_rel_b.weight", c->n_heads, c->pe.t5_buckets, 1);
+    for (int l = 0; l < c->n_layers && !L->failed; l++) {
+        LayerWeights *lw = &w->layers[l];
+#define T1(field, suffix, ne0, need) (snprintf(n, sizeof n, "blk.%d.%s", l, suffix), lw->field = tensor(L, n, ne0, 0, need))
+#define T2(field, suffix, ne0, ne1, need) (snprintf(n, sizeof n, "blk.%d.%s", l, suffix), lw->field = tensor(L, n, ne0, ne1, need))
+        T1(attn_norm, "attn_norm.weight", D, 1);
+        T1(attn_norm_b, "attn_norm.bias", D, layer_norm);
+        snprintf(n, sizeof n, "blk.%d.attn_qkv.weight", l);
+        if (gguf_tensor(&m->gguf, n)) {   /* fused [Q | K | V] rows (gpt2, bloom): split into views */
+            const float *wqkv = tensor(L, n, D, qd + 2 * kvd, 1), *bqkv = NULL;
+            snprintf(n, sizeof n, "blk.%d.attn_qkv.bias", l);
+            bqkv = tensor(L, n, qd + 2 * kvd, 0, bias);
+            if (wqkv) { lw->wq = wqkv; lw->wk = wqkv + (size_t)qd * D; lw->wv = wqkv + (size_t)(qd + kvd) * D; }
+            if (bqkv) { lw->bq = bqkv; lw->bk = bqkv + qd; lw->bv = bqkv + qd + kvd; }
+        } else {
+            T2(wq, "attn_q.weight", D, qd, 1);
+            T2(wk, "attn_k.weight", D, kvd, 1);
+            T2(wv, "attn_v.weight", D, kvd, 1);
+            T1(bq, "attn_q.bias", qd, bias);
+            T1(bk, "attn_k.bias", kvd, bias);
+            T1(bv, "attn_v.bias", kvd, bias);
+        }
+        T2(wo, "attn_output.weight", qd, D, 1);
+        T1(bo, "attn_output.bias", D, bias);
+        T1(ffn_norm, "ffn_norm.weight", D, 1);
+        T1(ffn_norm_b, "ffn_norm.bias", D, layer_norm);
+        if (c->mlp == MLP_SWIGLU) {
+            T2(w_gate, "ffn_gate.weight", D, H, 1);
+            T1(b_gate, "ffn_gate.bias", H, bias);
+        }
+        T2(w_up, "ffn_up.weight", D, H, 1);
+        T1(b_up, "ffn_up.bias", H, bias);
+        T2(w_down, "ffn_down.weight", H, D, 1);
+        T1(b_down, "ffn_down.bias", D, bias);
+#undef T1
+#undef T2
+    }
+    w->out_norm = tensor(L, "output_norm.weight", D, 0, 1);
+    w->out_norm_b = tensor(L, "output_norm.bias", D, 0, layer_norm);
+    w->output = tensor(L, "output.weight", D, c->vocab_size, 0);
+    if (!w->output && !L->failed) { w->output = w->tok_embd; c->tied_output = 1; }   /* as llama.cpp: no output.weight = tied */
+    return L->failed ? -1 : 0;
+}
+
+static void load_tokenizer(Model *m) {
+    Gguf *g = &m->gguf;
+    GgufStr kind;
+    uint64_t n = 0;
+    const void *elems = NULL, *scores = NULL, *types = NULL;
+    uint64_t ns = 0, nt = 0;
+    char *err = m->tok_err;
+    if (gguf_get_str(g, "tokenizer.ggml.model", &kind, err) <= 0) {
+        if (!err[0]) snprintf(err, GGUF_ERR, "the model has no tokenizer (tokenizer.ggml.model is missing)");
+        return;
+    }
+    TokKind tk;
+    if (gguf_str_eq(kind, "llama")) tk = TOK_SPM;
+    else if (gguf_str_eq(kind, "bytes")) tk = TOK_BYTES;
+    else { snprintf(err, GGUF_ERR, "tokenizer '%.*s' is not supported (llama, bytes are)", (int)(kind.len < 40 ? kind.len : 40), kind.ptr); return; }
+    if (gguf_get_array(g, "tokenizer.ggml.tokens", GGUF_STRING, &n, &elems, err) <= 0) {
+        if (!err[0]) snprintf(err, GGUF_ERR, "the model has no tokenizer.ggml.tokens");
+        return;
+    }
+    if (gguf_get_array(g, "tokenizer.ggml.scores", GGUF_F32, &ns, &scores, err) < 0) return;
+    if (gguf_get_array(g, "tokenizer.ggml.token_type", GGUF_I32, &nt, &types, err) < 0) return;
+    if (n == 0 || n > (uint64_t)m->c.vocab_size || (scores && ns != n) || (types && nt != n)) {
+        snprintf(err, GGUF_ERR, "tokenizer arrays disagree: %llu tokens, %llu scores, %llu types, vocabulary %d",
+                 (unsigned long long)n, (unsigned long long)ns, (unsigned long long)nt, m->c.vocab_size);
+        return;
+    }
+    int64_t bos = -1, eos = -1, unk = -1;
+    int add_prefix = 1;
+    if (gguf_get_int(g, "tokenizer.ggml.bos_token_id", 0, (int64_t)n - 1, &bos, err) < 0 ||
+        gguf_get_int(g, "tokenizer.ggml.eos_token_id", 0, (int64_t)n - 1, &eos, err) < 0 ||
+        gguf_get_int(g, "tokenizer.ggml.unknown_token_id", 0, (int64_t)n - 1, &unk, err) < 0 ||
+        gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &add_prefix, err) < 0)
+        return;
+    const char **ptrs = malloc(n * sizeof *ptrs);
+    uint64_t *lens = malloc(n * sizeof *lens);
+    /* scores and types are packed little-endian arrays inside the map: copy for alignment */
+    float *sc = scores ? malloc(n * sizeof *sc) : NULL;
+    int32_t *ty = types ? malloc(n * sizeof *ty) : NULL;
+    if (!ptrs || !lens || (scores && !sc) || (types && !ty)) snprintf(err, GGUF_ERR, "out of memory loading the tokenizer");
+    else {
+        gguf_string_array(elems, n, ptrs, lens);
+        if (sc) memcpy(sc, scores, n * sizeof *sc);
+        if (ty) memcpy(ty, types, n * sizeof *ty);
+        m->has_tok = tokenizer_init(&m->tok, tk, (int)n, ptrs, lens, sc, ty, (int)bos, (int)eos, (int)unk, add_prefix, err) == 0;
+    }
+    free(ptrs); free(lens); free(sc); free(ty);
+}
+
+int model_open(Model *m, const char *path, char *err) {
+    memset(m, 0, sizeof *m);
+    if (gguf_open(&m->gguf, path, err)) return -1;
+    Loader L = {.m = m, .err = err};
+    if (load_config(&L) || load_weights(&L)) {
+        char inner[GGUF_ERR];
+        snprintf(inner, sizeof inner, "%s", err);
+        snprintf(err, GGUF_ERR, "%s: %s", path, inner);
+        model_close(m);
+        return -1;
+    }
+    load_tokenizer(m);
+    return 0;
+}
+
+int model_prepare(Model *m, const PeSettings *pe, int n_slots, int max_chunk, char *err) {
+    Config *c = &m->c;
+    Encoding *e = &m->pe;
+    memset(e, 0, sizeof *e);
+    e->set = *pe;
+    e->model = (PeModel){.dim = c->dim, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+                         .train_ctx = c->train_ctx, .run_ctx = n_slots, .pos_table = m->w.pos_embd, .pos_rows = m->w.pos_rows,
+                         .freq_div = m->w.rope_freqs, .n_freq_div = m->w.rope_freqs ? (int)gguf_tensor(&m->gguf, "rope_freqs.weight")->ne[0] : 0,
+                         .rel_bias = m->w.rel_bias};
+    if (encoding_init(e, c->pe_family, err)) return -1;
+    if (max_chunk < 1) return encoding_error(err, "chunk size must be at least 1");
+    kv_free(&m->kv);
+    if (kv_init(&m->kv, c->n_layers, n_slots, c->n_kv_heads * c->head_dim, err)) return -1;
+    RunState *s = &m->s;
+    free(s->x);   /* one block for every buffer */
+    size_t T = (size_t)max_chunk, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t sizes[] = {T * c->dim, T * c->dim, T * qd, T * kvd, T * kvd, T * qd, T * c->hidden_dim, T * c->hidden_dim};
+    float **bufs[] = {&s->x, &s->xn, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2};
+    size_t total = 0;
+    for (int i = 0; i < 8; i++) total += sizes[i];
+    float *block = malloc(total * sizeof(float));
+    if (!block) return encoding_error(err, "out of memory for a run state of %d-token chunks", max_chunk);
+    for (int i = 0; i < 8; i++) { *bufs[i] = block; block += sizes[i]; }
+    s->max_T = max_chunk;
+    return 0;
+}
+
+void model_reset(Model *m) {
+    m->kv.n_used = 0;
+    if (m->pe.ops && m->pe.ops->retune && m->pe.ops->retune(&m->pe, 0)) { /* back to the original base: nothing is cached */ }
+}
+
+void model_close(Model *m) {
+    kv_free(&m->kv);
+    free(m->s.x);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    if (m->has_tok) tokenizer_free(&m->tok);
+    gguf_close(&m->gguf);
+    memset(m, 0, sizeof *m);
+}
+
+int model_next_pos(const Model *m) { return kv_max_pos(&m->kv) + 1; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* operations */
+
+/* y[t][o] = b[o] + sum_i x[t][i] w[o][i] */
+static void matmul(float *y, const float *x, const float *w, const float *b, int T, int n_in, int n_out) {
+    #pragma omp parallel for schedule(static)
+    for (int o = 0; o < n_out; o++) {
+        const float *wo = w + (size_t)o * n_in;
+        for (int t = 0; t < T; t++) {
+            const float *xt = x + (size_t)t * n_in;
+            float acc = 0;
+            for (int i = 0; i < n_in; i++) acc += wo[i] * xt[i];
+            y[(size_t)t * n_out + o] = acc + (b ? b[o] : 0);
+        }
+    }
+}
+
+static void norm_rows(const Config *c, float *out, const float *x, const float *w, const float *b, int T) {
+    int D = c->dim;
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * D;
+        float *ot = out + (size_t)t * D;
+        double mean = 0, var = 0;
+        if (c->norm == NORM_LAYER) {
+            for (int i = 0; i < D; i++) mean += xt[i];
+            mean /= D;
+        }
+        for (int i = 0; i < D; i++) var += (xt[i] - mean) * (xt[i] - mean);
+        float inv = (float)(1.0 / sqrt(var / D + c->norm_eps));
+        for (int i = 0; i < D; i++) ot[i] = (float)(xt[i] - mean) * inv * w[i] + (b ? b[i] : 0);
+    }
+}
+
+static float gelu(float x) { return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x))); }
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* Streaming (online-softmax) attention of the chunk's queries over every cached key: no buffer of
+   context size. Keys are masked by stored position (p_k > p_q), never by slot index. */
+static void attention(Model *m, int layer, int T, int pos0) {
+    const Config *c = &m->c;
+    const KVCache *kv = &m->kv;
+    const Encoding *e = &m->pe;
+    int hd = c->head_dim, qd = c->n_heads * hd, kvd = kv->kv_dim, group = c->n_heads / c->n_kv_heads;
+    int n_keys = kv->n_used + T;
+    const float *K = kv->k + (size_t)layer * kv->n_slots * kvd, *V = kv->v + (size_t)layer * kv->n_slots * kvd;
+    float scale = 1.0f / sqrtf((float)hd);
+    #pragma omp parallel for collapse(2) schedule(dynamic, 4)
+    for (int t = 0; t < T; t++) {
+        for (int h = 0; h < c->n_heads; h++) {
+            const float *q = m->s.q + (size_t)t * qd + (size_t)h * hd;
+            float acc[MAX_HEAD_DIM] = {0}, sc[ATT_TILE], mx = -INFINITY, sum = 0;
+            int pq = pos0 + t, kvh = h / group;
+            for (int j0 = 0; j0 < n_keys; j0 += ATT_TILE) {
+                int n = n_keys - j0 < ATT_TILE ? n_keys - j0 : ATT_TILE;
+                for (int j = 0; j < n; j++) {
+                    const float *k = K + (size_t)(j0 + j) * kvd + (size_t)kvh * hd;
+                    float dot = 0;
+                    for (int i = 0; i < hd; i++) dot += q[i] * k[i];
+                    sc[j] = kv->pos[j0 + j] > pq ? -INFINITY : dot * scale;
+                }
+                if (e->ops->add_bias) e->ops->add_bias(e, h, pq, kv->pos + j0, n, sc);
+                float tmax = -INFINITY;
+                for (int j = 0; j < n; j++) tmax = sc[j] > tmax ? sc[j] : tmax;
+                if (tmax == -INFINITY) continue;
+                if (tmax > mx) {   /* rescale what was accumulated under the old maximum */
+                    float r = expf(mx - tmax);
+                    sum *= r;
+                    for (int i = 0; i < hd; i++) acc[i] *= r;
+                    mx = tmax;
+                }
+                for (int j = 0; j < n; j++) {
+                    if (sc[j] == -INFINITY) continue;
+                    float p = expf(sc[j] - mx);
+                    const float *v = V + (size_t)(j0 + j) * kvd + (size_t)kvh * hd;
+                    sum += p;
+                    for (int i = 0; i < hd; i++) acc[i] += p * v[i];
+                }
+            }
+            float *out = m->s.att + (size_t)t * qd + (size_t)h * hd;
+            for (int i = 0; i < hd; i++) out[i] = acc[i] / sum;   /* sum > 0: the query's own key is never masked */
+        }
+    }
+}
+
+/* One chunk whose positions share the encoding's parameters; T <= max_T. */
+static void forward_chunk(Model *m, const int *tokens, int T, int pos0, float *logits, int all_rows) {
+    const Config *c = &m->c;
+    const Weights *w = &m->w;
+    const Encoding *e = &m->pe;
+    RunState *s = &m->s;
+    KVCache *kv = &m->kv;
+    int D = c->dim, H = c->hidden_dim, qd = c->n_heads * c->head_dim, kvd = kv->kv_dim, slot0 = kv->n_used;
+
+    for (int t = 0; t < T; t++) {
+        memcpy(s->x + (size_t)t * D, w->tok_embd + (size_t)tokens[t] * D, D * sizeof(float));
+        if (e->ops->add_input) e->ops->add_input(e, s->x + (size_t)t * D, pos0 + t);
+        kv->pos[slot0 + t] = pos0 + t;
+    }
+    if (c->embd_norm) {
+        norm_rows(c, s->xn, s->x, w->embd_norm, w->embd_norm_b, T);
+        memcpy(s->x, s->xn, (size_t)T * D * sizeof(float));
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *lw = &w->layers[l];
+        norm_rows(c, s->xn, s->x, lw->attn_norm, lw->attn_norm_b, T);
+        matmul(s->q, s->xn, lw->wq, lw->bq, T, D, qd);
+        matmul(s->k, s->xn, lw->wk, lw->bk, T, D, kvd);
+        matmul(s->v, s->xn, lw->wv, lw->bv, T, D, kvd);
+        if (e->ops->rotate)
+            for (int t = 0; t < T; t++)
+                e->ops->rotate(e, pos0 + t, s->q + (size_t)t * qd, c->n_heads, s->k + (size_t)t * kvd, c->n_kv_heads);
+        size_t row = (size_t)l * kv->n_slots + slot0;
+        memcpy(kv->k + row * kvd, s->k, (size_t)T * kvd * sizeof(float));
+        memcpy(kv->v + row * kvd, s->v, (size_t)T * kvd * sizeof(float));
+        attention(m, l, T, pos0);
+        matmul(s->xn, s->att, lw->wo, lw->bo, T, qd, D);
+        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
+
+        norm_rows(c, s->xn, s->x, lw->ffn_norm, lw->ffn_norm_b, T);
+        matmul(s->hb, s->xn, lw->w_up, lw->b_up, T, D, H);
+        if (c->mlp == MLP_SWIGLU) {
+            matmul(s->hb2, s->xn, lw->w_gate, lw->b_gate, T, D, H);
+            for (size_t i = 0; i < (size_t)T * H; i++) s->hb[i] *= silu(s->hb2[i]);
+        } else {
+            for (size_t i = 0; i < (size_t)T * H; i++) s->hb[i] = gelu(s->hb[i]);
+        }
+        matmul(s->xn, s->hb, lw->w_down, lw->b_down, T, H, D);
+        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
+    }
+    kv->n_used += T;
+    if (!logits) return;
+    int first = all_rows ? 0 : T - 1;
+    norm_rows(c, s->xn, s->x + (size_t)first * D, w->out_norm, w->out_norm_b, T - first);
+    matmul(logits, s->xn, w->output, NULL, T - first, D, c->vocab_size);
+}
+
+int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, int all_rows, char *err) {
+    Encoding *e = &m->pe;
+    KVCache *kv = &m->kv;
+    if (T < 1) return encoding_error(err, "nothing to run: no tokens");
+    for (int t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= m->c.vocab_size)
+            return encoding_error(err, "token id %d is outside the vocabulary [0, %d)", tokens[t], m->c.vocab_size);
+    if (T > kv->n_slots - kv->n_used)
+        return encoding_error(err, "context full: %d tokens do not fit in the %d free of %d slots (raise -ctx)", T, kv->n_slots - kv->n_used, kv->n_slots);
+    int next = model_next_pos(m);
+    if (pos0 < next) return encoding_error(err, "position %d is not after the cached positions (next is %d)", pos0, next);
+    if ((long long)pos0 + T - 1 > e->max_pos)
+        return encoding_error(err, "position %lld is past what -pe %s can represent (positions 0..%d): %s", (long long)pos0 + T - 1,
+                              e->method->name, e->max_pos, e->ops->add_input ? "a learned table cannot extrapolate" : "position overflow");
+    for (int a = 0; a < T;) {
+        int b = T - a > m->s.max_T ? a + m->s.max_T : T;
+        if (e->ops->uniform_until) {
+            long long last = e->ops->uniform_until(e, pos0 + a);
+            if (last - pos0 + 1 < b) b = (int)(last - pos0 + 1);
+        }
+        if (e->ops->retune) {   /* the cached keys always agree with the current parameters */
+            Encoding old = *e;
+            if (e->ops->retune(e, pos0 + b)) kv_move_keys(kv, e, &old, 0, kv->n_used, 0);
+        }
+        int last_segment = b == T;
+        float *out = all_rows ? logits + (size_t)a * m->c.vocab_size : last_segment ? logits : NULL;
+        forward_chunk(m, tokens + a, b - a, pos0 + a, logits ? out : NULL, all_rows);
+        a = b;
+    }
+    return 0;
+}
+
+int model_shift(Model *m, int keep, int discard, char *err) {
+    if (kv_shift(&m->kv, &m->pe, keep, discard, err)) return -1;
+    Encoding *e = &m->pe;
+    if (e->ops->retune) {   /* the sequence got shorter: dynamic parameters follow (HF's reset rule) */
+        Encoding old = *e;
+        if (e->ops->retune(e, model_next_pos(m))) kv_move_keys(&m->kv, e, &old, 0, m->kv.n_used, 0);
+    }
+    return 0;
+}

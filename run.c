@@ -1,0 +1,294 @@
+/* ./run: load a GGUF model, choose how positions are encoded, and generate text or dump logits.
+   Every bad input ends in one line on stderr naming the problem and exit status 1. */
+#include <errno.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "model.h"
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static void usage(void) {
+    char names[160];
+    encoding_list(names, sizeof names);
+    printf("usage: ./run model.gguf [options]\n"
+           "  -m MODE            generate (default) | logits\n"
+           "  -i TEXT            prompt (generate)\n"
+           "  -n N               tokens to generate (default 256)\n"
+           "  -t T               temperature, 0 = greedy (default 1.0)\n"
+           "  -p P               top-p in (0,1], 1 = off (default 0.9)\n"
+           "  -s SEED            random seed (default: time)\n"
+           "  -ctx N             KV cache slots: the longest context (default: the model's training length)\n"
+           "  -chunk N           prefill chunk size in tokens (default 512)\n"
+           "  -th N              threads (default: all cores)\n"
+           "  -keep N            when the cache is full, keep the first N tokens as sinks, drop half of\n"
+           "                     the rest and re-rotate the kept keys (default: stop when full)\n"
+           "positional encoding (default: what the model file says):\n"
+           "  -pe NAME           %s\n"
+           "  -scale S           RoPE scaling factor s (default: the file's, else ctx / original context)\n"
+           "  -orig-ctx L        original (training) context for scaling (default: the file's)\n"
+           "  -rope-base B       rotary base (default: the file's, else 10000)\n"
+           "  -rope-dims N       rotary dimensions (default: the file's, else the head dim)\n"
+           "  -rope-layout L     interleaved | neox (default: the file's / the architecture's)\n"
+           "  -yarn-beta-fast F  YaRN ramp start, in rotations over L (default 32)\n"
+           "  -yarn-beta-slow F  YaRN ramp end (default 1)\n"
+           "  -yarn-attn F       YaRN magnitude m on cos/sin (default 0.1 ln s + 1)\n"
+           "  -yarn-ext F        YaRN extrapolation mix (default 1)\n"
+           "  -llama3-low F      Llama 3 low frequency factor (default 1)\n"
+           "  -llama3-high F     Llama 3 high frequency factor (default 4)\n"
+           "  -alibi-max-bias F  ALiBi maximum bias (default: the file's, else 8)\n"
+           "logits mode:\n"
+           "  -tokens A,B,C      token ids to run\n"
+           "  -pos0 P            position of the first token (default 0), from an empty cache\n"
+           "  -dump FILE         write T rows of n_vocab little-endian float32 logits\n", names);
+}
+
+/* ---- strict number parsing: the whole string, in range, finite ---- */
+static long parse_int(const char *flag, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) die("%s expects an integer in [%ld, %ld], got '%s'", flag, lo, hi, s);
+    return v;
+}
+
+static double parse_num(const char *flag, const char *s, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) die("%s expects a number in [%g, %g], got '%s'", flag, lo, hi, s);
+    return v;
+}
+
+static int *parse_tokens(const char *s, int *n) {
+    int cap = 16, count = 0;
+    int *ids = malloc(cap * sizeof *ids);
+    const char *p = s;
+    while (ids) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 0 || v > INT_MAX) die("-tokens expects comma-separated token ids, got '%s'", s);
+        if (count == cap) ids = realloc(ids, (cap *= 2) * sizeof *ids);
+        if (!ids) break;
+        ids[count++] = (int)v;
+        if (!*end) break;
+        if (*end != ',') die("-tokens expects comma-separated token ids, got '%s'", s);
+        p = end + 1;
+    }
+    if (!ids) die("out of memory parsing -tokens");
+    *n = count;
+    return ids;
+}
+
+typedef struct {
+    const char *model_path, *mode, *prompt, *tokens, *dump;
+    int steps, ctx, chunk, threads, keep, pos0;
+    float temperature, topp;
+    unsigned long long seed;
+    /* encoding flags, applied over the file's settings */
+    const char *pe, *rope_layout;
+    double scale, rope_base, beta_fast, beta_slow, yarn_attn, yarn_ext, llama3_low, llama3_high, alibi_max_bias;
+    int orig_ctx, rope_dims;
+    int rope_flag;    /* the first RoPE-only flag given, for the error on non-RoPE models */
+    const char *rope_flag_name;
+} Args;
+
+static void parse_args(Args *a, int argc, char **argv) {
+    memset(a, 0, sizeof *a);
+    a->mode = "generate";
+    a->steps = 256;
+    a->chunk = 512;
+    a->keep = -1;
+    a->temperature = 1.0f;
+    a->topp = 0.9f;
+    a->seed = (unsigned long long)time(NULL);
+    a->yarn_ext = -1;
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) { usage(); exit(0); }
+    if (argc < 2 || argv[1][0] == '-') die("the first argument must be a model file (see ./run -h)");
+    a->model_path = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(); exit(0); }
+        if (f[0] != '-') die("unexpected argument '%s' (flags start with '-', see ./run -h)", f);
+        if (i + 1 >= argc) die("flag %s needs a value", f);
+        const char *v = argv[++i];
+        int rope_only = 0;
+        if (!strcmp(f, "-m")) a->mode = v;
+        else if (!strcmp(f, "-i")) a->prompt = v;
+        else if (!strcmp(f, "-n")) a->steps = (int)parse_int(f, v, 0, INT_MAX);
+        else if (!strcmp(f, "-t")) a->temperature = (float)parse_num(f, v, 0, 100);
+        else if (!strcmp(f, "-p")) a->topp = (float)parse_num(f, v, 0, 1);
+        else if (!strcmp(f, "-s")) a->seed = (unsigned long long)parse_int(f, v, 0, LONG_MAX);
+        else if (!strcmp(f, "-ctx")) a->ctx = (int)parse_int(f, v, 1, 1 << 24);
+        else if (!strcmp(f, "-chunk")) a->chunk = (int)parse_int(f, v, 1, 1 << 16);
+        else if (!strcmp(f, "-th")) a->threads = (int)parse_int(f, v, 1, 1024);
+        else if (!strcmp(f, "-keep")) a->keep = (int)parse_int(f, v, 0, 1 << 24);
+        else if (!strcmp(f, "-tokens")) a->tokens = v;
+        else if (!strcmp(f, "-pos0")) a->pos0 = (int)parse_int(f, v, 0, INT_MAX - 1);
+        else if (!strcmp(f, "-dump")) a->dump = v;
+        else if (!strcmp(f, "-pe")) a->pe = v;
+        else if (!strcmp(f, "-alibi-max-bias")) a->alibi_max_bias = parse_num(f, v, 1e-6, 1e6);
+        else {
+            rope_only = 1;
+            if (!strcmp(f, "-scale")) a->scale = parse_num(f, v, 1e-6, 1e6);
+            else if (!strcmp(f, "-orig-ctx")) a->orig_ctx = (int)parse_int(f, v, 1, 1 << 30);
+            else if (!strcmp(f, "-rope-base")) a->rope_base = parse_num(f, v, 1.0 + 1e-9, 1e12);
+            else if (!strcmp(f, "-rope-dims")) a->rope_dims = (int)parse_int(f, v, 2, 2 * PE_MAX_PAIRS);
+            else if (!strcmp(f, "-rope-layout")) {
+                if (strcmp(v, "interleaved") && strcmp(v, "neox")) die("-rope-layout expects interleaved or neox, got '%s'", v);
+                a->rope_layout = v;
+            }
+            else if (!strcmp(f, "-yarn-beta-fast")) a->beta_fast = parse_num(f, v, 1e-6, 1e6);
+            else if (!strcmp(f, "-yarn-beta-slow")) a->beta_slow = parse_num(f, v, 1e-6, 1e6);
+            else if (!strcmp(f, "-yarn-attn")) a->yarn_attn = parse_num(f, v, 1e-6, 1e3);
+            else if (!strcmp(f, "-yarn-ext")) a->yarn_ext = parse_num(f, v, 0, 1);
+            else if (!strcmp(f, "-llama3-low")) a->llama3_low = parse_num(f, v, 1e-6, 1e6);
+            else if (!strcmp(f, "-llama3-high")) a->llama3_high = parse_num(f, v, 1e-6, 1e6);
+            else die("unknown flag %s (see ./run -h)", f);
+        }
+        if (rope_only && !a->rope_flag_name) a->rope_flag_name = f;
+    }
+    if (strcmp(a->mode, "generate") && strcmp(a->mode, "logits")) die("unknown mode '%s' (generate, logits)", a->mode);
+    if (!strcmp(a->mode, "logits") && (!a->tokens || !a->dump)) die("-m logits needs -tokens and -dump");
+    if (strcmp(a->mode, "logits") && (a->tokens || a->dump)) die("-tokens and -dump belong to -m logits");
+}
+
+/* The file's encoding settings with the flags applied on top. */
+static PeSettings encoding_settings(const Model *m, const Args *a) {
+    PeSettings s = m->c.pe;
+    if (a->pe) {
+        const EncodingMethod *em = encoding_find(a->pe);
+        char names[160];
+        encoding_list(names, sizeof names);
+        if (!em) die("unknown positional encoding '%s' (known: %s)", a->pe, names);
+        if (em->family != m->c.pe_family)
+            die("-pe %s does not apply to this model: it was trained with a %s encoding", a->pe, encoding_family_name(m->c.pe_family));
+        snprintf(s.method, sizeof s.method, "%s", a->pe);
+        if (!strcmp(a->pe, "rope")) s.scale = 0;   /* plain RoPE: no scaling, whatever the file says */
+    }
+    if (a->rope_flag_name && m->c.pe_family != PE_FAMILY_ROPE)
+        die("%s applies to RoPE encodings only, and this model uses %s", a->rope_flag_name, encoding_family_name(m->c.pe_family));
+    if (a->alibi_max_bias > 0 && m->c.pe_family != PE_FAMILY_ALIBI)
+        die("-alibi-max-bias applies to ALiBi only, and this model uses %s", encoding_family_name(m->c.pe_family));
+    if (a->scale > 0 && !strcmp(s.method, "rope")) die("-scale needs a scaling method: -pe linear|ntk|dynamic|yarn|llama3");
+    if (a->scale > 0) s.scale = a->scale;
+    if (a->orig_ctx > 0) s.orig_ctx = a->orig_ctx;
+    if (a->rope_base > 0) s.rope_base = a->rope_base;
+    if (a->rope_dims > 0) s.n_rot = a->rope_dims;
+    if (a->rope_layout) s.layout = strcmp(a->rope_layout, "neox") ? ROPE_INTERLEAVED : ROPE_NEOX;
+    if (a->beta_fast > 0) s.beta_fast = a->beta_fast;
+    if (a->beta_slow > 0) s.beta_slow = a->beta_slow;
+    if (a->yarn_attn > 0) s.yarn_attn = a->yarn_attn;
+    if (a->yarn_ext >= 0) s.yarn_ext = a->yarn_ext;
+    if (a->llama3_low > 0) s.llama3_low = a->llama3_low;
+    if (a->llama3_high > 0) s.llama3_high = a->llama3_high;
+    if (a->alibi_max_bias > 0) s.alibi_max_bias = a->alibi_max_bias;
+    return s;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void run_logits(Model *m, const Args *a) {
+    int n;
+    int *ids = parse_tokens(a->tokens, &n);
+    char err[GGUF_ERR];
+    size_t V = (size_t)m->c.vocab_size;
+    float *logits = malloc((size_t)n * V * sizeof *logits);
+    if (!logits) die("out of memory for %d rows of logits", n);
+    if (model_forward(m, ids, n, a->pos0, logits, 1, err)) die("%s", err);
+    FILE *f = fopen(a->dump, "wb");
+    if (!f) die("cannot write %s: %s", a->dump, strerror(errno));
+    size_t wrote = fwrite(logits, sizeof(float), (size_t)n * V, f);
+    if (wrote != (size_t)n * V || fclose(f)) die("error writing %s", a->dump);
+    free(logits);
+    free(ids);
+}
+
+static void run_generate(Model *m, const Args *a) {
+    char err[GGUF_ERR];
+    if (!m->has_tok) die("-m generate needs a tokenizer: %s", m->tok_err);
+    const char *text = a->prompt ? a->prompt : "";
+    int bos = m->tok.bos >= 0;
+    int n = tokenizer_encode(&m->tok, text, strlen(text), bos, NULL, 0);
+    if (n < 0) die("the prompt cannot be encoded with this vocabulary (no byte fallback tokens)");
+    if (n == 0) die("empty prompt, and the model has no BOS token to start from: give -i");
+    if (n > m->kv.n_slots) die("the prompt is %d tokens, longer than the context of %d (raise -ctx)", n, m->kv.n_slots);
+    int *ids = malloc((size_t)n * sizeof *ids);
+    float *logits = malloc((size_t)m->c.vocab_size * sizeof *logits);
+    if (!ids || !logits) die("out of memory");
+    tokenizer_encode(&m->tok, text, strlen(text), bos, ids, n);
+    char piece[512];
+    for (int i = 0; i < n; i++) fwrite(piece, 1, tokenizer_decode(&m->tok, i ? ids[i - 1] : -1, ids[i], piece, sizeof piece), stdout);
+    fflush(stdout);
+
+    double t0 = now_s();
+    if (model_forward(m, ids, n, a->pos0, logits, 0, err)) die("%s", err);
+    double t1 = now_s();
+    Sampler sampler;
+    sampler_init(&sampler, m->c.vocab_size, a->temperature, a->topp, a->seed);
+    int prev = ids[n - 1], generated = 0, shifts = 0;
+    for (; generated < a->steps; generated++) {
+        int next = sample(&sampler, logits);
+        if (next == m->tok.eos) break;
+        fwrite(piece, 1, tokenizer_decode(&m->tok, prev, next, piece, sizeof piece), stdout);
+        fflush(stdout);
+        prev = next;
+        if (generated + 1 == a->steps) { generated++; break; }
+        if (m->kv.n_used == m->kv.n_slots) {
+            if (a->keep < 0) { fprintf(stderr, "\n[context full at %d tokens; -keep N shifts it]\n", m->kv.n_slots); generated++; break; }
+            int discard = (m->kv.n_used - a->keep) / 2;   /* llama.cpp's rule: drop half of what is not kept */
+            if (discard < 1 || model_shift(m, a->keep, discard, err)) die("cannot shift the context: %s", discard < 1 ? "-keep leaves nothing to drop" : err);
+            shifts++;
+        }
+        if (model_forward(m, &next, 1, model_next_pos(m), logits, 0, err)) die("%s", err);
+    }
+    double t2 = now_s();
+    printf("\n");
+    fprintf(stderr, "prefill: %d tokens, %.1f tok/s; generate: %d tokens, %.1f tok/s%s\n", n, n / (t1 - t0), generated,
+            generated / (t2 - t1 > 0 ? t2 - t1 : 1e-9), shifts ? " (with context shifts)" : "");
+    sampler_free(&sampler);
+    free(ids);
+    free(logits);
+}
+
+int main(int argc, char **argv) {
+    Args a;
+    parse_args(&a, argc, argv);
+#ifdef _OPENMP
+    if (a.threads > 0) omp_set_num_threads(a.threads);
+#endif
+    Model m;
+    char err[GGUF_ERR];
+    if (model_open(&m, a.model_path, err)) die("%s", err);
+    PeSettings pe = encoding_settings(&m, &a);
+    int ctx = a.ctx > 0 ? a.ctx : m.c.train_ctx;
+    if (model_prepare(&m, &pe, ctx, a.chunk, err)) die("%s", err);
+    if (a.keep >= 0 && !m.pe.ops->shiftable)
+        die("-keep: -pe %s cannot shift the context (positions are baked into the cached keys and values)", m.pe.method->name);
+    if (a.keep >= ctx) die("-keep %d leaves no room in a context of %d", a.keep, ctx);
+    if (!strcmp(a.mode, "logits")) run_logits(&m, &a);
+    else run_generate(&m, &a);
+    model_close(&m);
+    return 0;
+}
