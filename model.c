@@ -345,7 +345,7 @@ int model_open(Model *m, const char *path, char *err) {
     if (load_config(&L) || load_weights(&L)) {
         char inner[GGUF_ERR];
         snprintf(inner, sizeof inner, "%s", err);
-        snprintf(err, GGUF_ERR, "%s: %s", path, inner);
+        snprintf(err, GGUF_ERR, "%.80s: %.170s", path, inner);
         model_close(m);
         return -1;
     }
@@ -565,12 +565,13 @@ int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, i
     return 0;
 }
 
-int model_shift(Model *m, int keep, int discard, char *err) {
+int model_shift(Model *m, int keep, char *err) {
+    int discard = (m->kv.n_used - keep) / 2;
     if (kv_shift(&m->kv, &m->pe, keep, discard, err)) return -1;
     Encoding *e = &m->pe;
     if (e->ops->retune) {   /* the sequence got shorter: dynamic parameters follow (HF's reset rule) */
         Encoding old = *e;
         if (e->ops->retune(e, model_next_pos(m))) kv_move_keys(&m->kv, e, &old, 0, m->kv.n_used, 0);
     }
-    return 0;
+    return discard;
 }

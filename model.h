@@ -84,9 +84,10 @@ int model_prepare(Model *m, const PeSettings *pe, int n_slots, int max_chunk, ch
 /* Runs tokens[0..T) at positions pos0.. (after every cached position). Writes the logits of every
    row ([T][vocab]) or only of the last ([vocab]). 0, or -1 with err (nothing is appended then). */
 int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, int all_rows, char *err);
-/* Context shift: keeps the first `keep` slots, drops the next `discard`, moves the rest back by
-   `discard` positions (re-encoding cached keys). */
-int model_shift(Model *m, int keep, int discard, char *err);
+/* Context shift (llama.cpp's rule): keeps the first `keep` slots as sinks, drops half of the others,
+   the oldest, and moves the rest back by that many positions, re-encoding their cached keys.
+   Returns the number of tokens dropped, or -1 with err. */
+int model_shift(Model *m, int keep, char *err);
 void model_reset(Model *m);
 void model_close(Model *m);
 /* n_past: the position the next token takes (largest stored position + 1, or 0) */

@@ -257,8 +257,7 @@ static void run_generate(Model *m, const Args *a) {
         if (generated + 1 == a->steps) { generated++; break; }
         if (m->kv.n_used == m->kv.n_slots) {
             if (a->keep < 0) { fprintf(stderr, "\n[context full at %d tokens; -keep N shifts it]\n", m->kv.n_slots); generated++; break; }
-            int discard = (m->kv.n_used - a->keep) / 2;   /* llama.cpp's rule: drop half of what is not kept */
-            if (discard < 1 || model_shift(m, a->keep, discard, err)) die("cannot shift the context: %s", discard < 1 ? "-keep leaves nothing to drop" : err);
+            if (model_shift(m, a->keep, err) < 0) die("cannot shift the context: %s", err);
             shifts++;
         }
         if (model_forward(m, &next, 1, model_next_pos(m), logits, 0, err)) die("%s", err);

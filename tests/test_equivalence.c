@@ -1,0 +1,268 @@
+/* The KV cache and the single forward pass: chunked, odd-chunked and token-by-token runs agree for
+   every encoding and scaling method past the training length; dynamic NTK is exact; a context
+   shift leaves the cache as a fresh run of the kept tokens would; positions, not slots, count. */
+#include <stdlib.h>
+#include <string.h>
+#include "model.h"
+#include "tests/test.h"
+#include "tests/testmodel.h"
+
+typedef struct { const char *family, *method; double scale; } Variant;
+
+static const Variant variants[] = {
+    {"none", "none", 0}, {"learned", "learned", 0}, {"sinusoidal", "sinusoidal", 0}, {"rope", "rope", 0},
+    {"rope", "linear", 4}, {"rope", "ntk", 4}, {"rope", "dynamic", 4}, {"rope", "yarn", 4}, {"rope", "llama3", 4},
+    {"alibi", "alibi", 0}, {"t5", "t5", 0},
+};
+#define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
+
+static int open_variant(Model *m, const TestModelSpec *spec, const Variant *v, int n_slots, int max_chunk, double rope_base) {
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/equiv-%s-%d-%d-%d.gguf", test_tmp_dir, spec->pe, spec->n_layers, spec->layernorm, spec->ctx);
+    if (test_model_write(path, spec) || model_open(m, path, err)) { CHECK(0, "cannot build model %s", path); return -1; }
+    PeSettings s = m->c.pe;
+    snprintf(s.method, sizeof s.method, "%s", v->method);
+    s.scale = v->scale;
+    if (rope_base > 0) s.rope_base = rope_base;
+    if (model_prepare(m, &s, n_slots, max_chunk, err)) { CHECK(0, "%s: %s", v->method, err); model_close(m); return -1; }
+    return 0;
+}
+
+static int forward_rows(Model *m, const int *tokens, int T, int pos0, float *logits, int one_by_one) {
+    char err[256];
+    size_t V = (size_t)m->c.vocab_size;
+    for (int i = 0; i < T; i += one_by_one ? 1 : T) {
+        if (model_forward(m, tokens + i, one_by_one ? 1 : T, pos0 + i, logits + i * V, 1, err)) {
+            CHECK(0, "forward failed: %s", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= worst)) worst = d;
+    }
+    return worst;
+}
+
+static void make_tokens(int *t, int n, unsigned seed) {
+    for (int i = 0; i < n; i++) t[i] = (int)((seed * 2654435761u + (unsigned)i * 40503u) >> 8) % 256;
+}
+
+/* one pass vs chunks of 7 vs one token at a time, for two model flavours */
+static void test_chunked_equals_token_by_token(void) {
+    enum { T = 100, POS0 = 20, SLOTS = 128 };
+    int tokens[T];
+    make_tokens(tokens, T, 3);
+    for (int flavour = 0; flavour < 2; flavour++) {
+        for (int vi = 0; vi < N_VARIANTS; vi++) {
+            const Variant *v = &variants[vi];
+            TestModelSpec spec = test_model_spec(v->family);
+            spec.layernorm = spec.gelu = spec.bias = flavour;
+            spec.tied = !flavour;
+            int learned = !strcmp(v->method, "learned");
+            int n = learned ? spec.ctx : T, pos0 = learned ? 0 : POS0;   /* a learned table ends at its training length */
+            size_t V = (size_t)spec.vocab, rows = (size_t)n * V;
+            float *ref = malloc(rows * sizeof(float)), *got = malloc(rows * sizeof(float));
+            Model m;
+            if (!open_variant(&m, &spec, v, SLOTS, 512, 0)) {
+                forward_rows(&m, tokens, n, pos0, ref, 0);
+                model_reset(&m);
+                forward_rows(&m, tokens, n, pos0, got, 1);
+                double d1 = max_diff(ref, got, rows);
+                model_close(&m);
+                CHECK(d1 <= 1e-5, "%s flavour %d: token-by-token differs from one pass by %.3g", v->method, flavour, d1);
+            }
+            if (!open_variant(&m, &spec, v, SLOTS, 7, 0)) {
+                forward_rows(&m, tokens, n, pos0, got, 0);
+                double d2 = max_diff(ref, got, rows);
+                model_close(&m);
+                CHECK(d2 <= 1e-5, "%s flavour %d: chunks of 7 differ from one pass by %.3g", v->method, flavour, d2);
+            }
+            free(ref);
+            free(got);
+        }
+    }
+}
+
+/* Dynamic NTK, exact mode: the row for the token at position p equals plain RoPE run with the base
+   B'(p+1) for the whole prefix: every cached key agrees with the current base. */
+static void test_dynamic_ntk_is_exact(void) {
+    enum { T = 60 };
+    int tokens[T];
+    make_tokens(tokens, T, 5);
+    TestModelSpec spec = test_model_spec("rope");
+    spec.ctx = 16;
+    size_t V = (size_t)spec.vocab;
+    float *dyn = malloc(T * V * sizeof(float)), *plain = malloc(T * V * sizeof(float));
+    Variant dynamic = {"rope", "dynamic", 4}, rope = {"rope", "rope", 0};
+    Model m;
+    if (open_variant(&m, &spec, &dynamic, T, 512, 0)) return;
+    forward_rows(&m, tokens, T, 0, dyn, 0);
+    int n_rot = m.c.head_dim;
+    model_close(&m);
+    int rows[] = {5, 15, 16, 17, 30, T - 1};
+    for (int r = 0; r < 6; r++) {
+        int p = rows[r], n = p + 1;
+        double base = pe_dynamic_base(10000, 4, n, spec.ctx, n_rot);
+        if (open_variant(&m, &spec, &rope, T, 512, base)) return;
+        forward_rows(&m, tokens, n, 0, plain, 0);
+        model_close(&m);
+        double d = max_diff(dyn + (size_t)p * V, plain + (size_t)p * V, V);
+        CHECK(d <= 1e-4, "dynamic row %d (base %.1f) differs from plain RoPE at that base by %.3g", p, base, d);
+    }
+    free(dyn);
+    free(plain);
+}
+
+/* pe-spec §14.1: n_ctx 16, keep 4, full -> 6 dropped, positions 0..3,4..9, n_past 10. With one layer,
+   the cached keys and the next logits must equal a fresh run of the kept tokens at their new
+   positions; shifting twice checks that position deltas accumulate. */
+static void test_context_shift_matches_fresh_run(void) {
+    const char *methods[][2] = {{"rope", "rope"}, {"rope", "linear"}, {"rope", "yarn"}, {"rope", "dynamic"},
+                                {"rope", "llama3"}, {"alibi", "alibi"}, {"t5", "t5"}, {"none", "none"}};
+    enum { SLOTS = 16, KEEP = 4 };
+    int text[64];
+    make_tokens(text, 64, 9);
+    for (int mi = 0; mi < 8; mi++) {
+        Variant v = {methods[mi][0], methods[mi][1], !strcmp(methods[mi][0], "rope") && strcmp(methods[mi][1], "rope") ? 2 : 0};
+        TestModelSpec spec = test_model_spec(v.family);
+        spec.n_layers = 1;
+        spec.ctx = 6;   /* positions pass the training length, so dynamic NTK is really dynamic */
+        size_t V = (size_t)spec.vocab;
+        float *a = malloc(V * sizeof(float)), *b = malloc(V * sizeof(float));
+        Model m, fresh;
+        char err[256];
+        if (open_variant(&m, &spec, &v, SLOTS, 512, 0)) continue;
+        if (open_variant(&fresh, &spec, &v, SLOTS, 512, 0)) { model_close(&m); continue; }
+        int kept[SLOTS], n_kept = 0, next = 0, ok = 1;   /* kept: the text indices the cache should hold */
+        for (int round = 0; round < 2 && ok; round++) {
+            while (m.kv.n_used < SLOTS) {   /* fill the cache */
+                ok &= model_forward(&m, &text[next], 1, model_next_pos(&m), a, 0, err) == 0;
+                kept[n_kept++] = next++;
+            }
+            int dropped = model_shift(&m, KEEP, err);
+            CHECK(dropped == 6, "%s round %d: dropped %d, expected (16-4)/2 = 6 (%s)", v.method, round, dropped, err);
+            if (dropped != 6) { ok = 0; break; }
+            memmove(kept + KEEP, kept + KEEP + dropped, (size_t)(n_kept - KEEP - dropped) * sizeof *kept);
+            n_kept -= dropped;
+            for (int i = 0; i < m.kv.n_used; i++) CHECK(m.kv.pos[i] == i, "%s: slot %d holds position %d", v.method, i, m.kv.pos[i]);
+            CHECK(model_next_pos(&m) == 10, "%s: n_past %d after the shift, expected 10", v.method, model_next_pos(&m));
+            /* the fresh run: the kept tokens at positions 0..9, then the next token at 10 */
+            model_reset(&fresh);
+            int ids[SLOTS];
+            for (int i = 0; i < n_kept; i++) ids[i] = text[kept[i]];
+            ok &= model_forward(&fresh, ids, n_kept, 0, NULL, 0, err) == 0;
+            double kd = max_diff(m.kv.k, fresh.kv.k, (size_t)n_kept * m.kv.kv_dim);
+            CHECK(kd <= 1e-5, "%s round %d: cached keys after the shift differ from a fresh run by %.3g", v.method, round, kd);
+            ok &= model_forward(&m, &text[next], 1, 10, a, 0, err) == 0;
+            ok &= model_forward(&fresh, &text[next], 1, 10, b, 0, err) == 0;
+            kept[n_kept++] = next++;
+            double d = max_diff(a, b, V);
+            CHECK(ok && d <= 1e-4, "%s round %d: logits after the shift differ from a fresh run by %.3g (%s)", v.method, round, d, ok ? "" : err);
+        }
+        model_close(&m);
+        model_close(&fresh);
+        free(a);
+        free(b);
+    }
+}
+
+static void test_absolute_encodings_refuse_to_shift(void) {
+    const char *pes[] = {"learned", "sinusoidal"};
+    for (int i = 0; i < 2; i++) {
+        Variant v = {pes[i], pes[i], 0};
+        TestModelSpec spec = test_model_spec(pes[i]);
+        Model m;
+        char err[256] = "";
+        int tokens[8];
+        make_tokens(tokens, 8, 1);
+        if (open_variant(&m, &spec, &v, 8, 512, 0)) continue;
+        CHECK(model_forward(&m, tokens, 8, 0, NULL, 0, err) == 0, "%s forward: %s", pes[i], err);
+        CHECK(model_shift(&m, 2, err) < 0 && strstr(err, "cannot shift"), "%s: a shift must be refused, got '%s'", pes[i], err);
+        CHECK(m.kv.n_used == 8, "%s: a refused shift must leave the cache alone", pes[i]);
+        model_close(&m);
+    }
+}
+
+/* Relative encodings see only p_q - p_k: a sequence started at P from an empty cache gives the
+   logits it gives at 0. Masking by stored position, not slot, is what makes this hold. */
+static void test_relative_encodings_start_anywhere(void) {
+    const Variant rel[] = {{"rope", "rope", 0}, {"alibi", "alibi", 0}, {"t5", "t5", 0}, {"none", "none", 0}};
+    enum { T = 40 };
+    int tokens[T];
+    make_tokens(tokens, T, 11);
+    for (int i = 0; i < 4; i++) {
+        TestModelSpec spec = test_model_spec(rel[i].family);
+        size_t V = (size_t)spec.vocab;
+        float *at0 = malloc(T * V * sizeof(float)), *atP = malloc(T * V * sizeof(float));
+        Model m;
+        if (open_variant(&m, &spec, &rel[i], T, 512, 0)) continue;
+        forward_rows(&m, tokens, T, 0, at0, 0);
+        model_reset(&m);
+        forward_rows(&m, tokens, T, 5000, atP, 0);
+        double d = max_diff(at0, atP, T * V);
+        /* RoPE angles at 5000 carry float rounding of the rotated q/k (~1e-6 relative) */
+        CHECK(d <= 1e-4, "%s: logits at positions 5000.. differ from 0.. by %.3g", rel[i].method, d);
+        model_close(&m);
+        free(at0);
+        free(atP);
+    }
+}
+
+/* -ctx 131072 works with memory linear in ctx: the cache is allocated, and a chunk far out runs. */
+static void test_context_131072(void) {
+    const Variant v[] = {{"rope", "yarn", 0}, {"alibi", "alibi", 0}};
+    enum { T = 300 };
+    int tokens[T];
+    make_tokens(tokens, T, 13);
+    for (int i = 0; i < 2; i++) {
+        TestModelSpec spec = test_model_spec(v[i].family);
+        Model m;
+        char err[256];
+        float *logits = malloc((size_t)spec.vocab * sizeof(float));
+        if (open_variant(&m, &spec, &v[i], 131072, 512, 0)) continue;
+        CHECK(m.kv.n_slots == 131072, "%s: cache has %d slots", v[i].method, m.kv.n_slots);
+        int ok = model_forward(&m, tokens, T, 131072 - T, logits, 0, err) == 0;
+        CHECK(ok, "%s: forward at positions up to 131071 failed: %s", v[i].method, err);
+        int finite = 1;
+        for (int j = 0; j < spec.vocab; j++) finite &= isfinite(logits[j]) != 0;
+        CHECK(finite, "%s: non-finite logits at position 131071", v[i].method);
+        CHECK(v[i].method[0] != 'y' || fabs(m.pe.set.scale - 131072.0 / spec.ctx) < 1e-9, "yarn without -scale: s = %g, expected ctx/L = %g",
+              m.pe.set.scale, 131072.0 / spec.ctx);
+        model_close(&m);
+        free(logits);
+    }
+}
+
+static void test_forward_rejects_bad_input(void) {
+    Variant v = {"learned", "learned", 0};
+    TestModelSpec spec = test_model_spec("learned");
+    Model m;
+    char err[256] = "";
+    int tokens[41];
+    make_tokens(tokens, 41, 2);
+    if (open_variant(&m, &spec, &v, 40, 512, 0)) return;
+    int bad = 256;
+    CHECK(model_forward(&m, &bad, 1, 0, NULL, 0, err) < 0 && strstr(err, "vocabulary"), "token 256 accepted: '%s'", err);
+    CHECK(model_forward(&m, tokens, 2, spec.ctx - 1, NULL, 0, err) < 0 && strstr(err, "learned"), "position past the table accepted: '%s'", err);
+    CHECK(m.kv.n_used == 0, "a refused forward must not append to the cache");
+    CHECK(model_forward(&m, tokens, 41, 0, NULL, 0, err) < 0 && strstr(err, "context full"), "41 tokens in 40 slots accepted: '%s'", err);
+    CHECK(model_forward(&m, tokens, 5, 3, NULL, 0, err) == 0, "valid forward failed: %s", err);
+    CHECK(model_forward(&m, tokens, 1, 7, NULL, 0, err) < 0 && strstr(err, "not after"), "a position already cached accepted: '%s'", err);
+    model_close(&m);
+}
+
+void suite_equivalence(void) {
+    RUN(test_chunked_equals_token_by_token);
+    RUN(test_dynamic_ntk_is_exact);
+    RUN(test_context_shift_matches_fresh_run);
+    RUN(test_absolute_encodings_refuse_to_shift);
+    RUN(test_relative_encodings_start_anywhere);
+    RUN(test_context_131072);
+    RUN(test_forward_rejects_bad_input);
+}
