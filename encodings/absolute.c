@@ -30,7 +30,9 @@ static void absolute_add(const Encoding *e, float *x, int pos) {
 
 int pe_learned_setup(Encoding *e, char *err) {
     if (!e->model.pos_table) return encoding_error(err, "-pe learned needs a position_embd.weight table, and the model has none");
-    e->max_pos = e->model.pos_rows - 1;
+    /* rows past the training length were never trained: refuse them too (pe-spec §12) */
+    int rows = e->model.pos_rows;
+    e->max_pos = (e->model.train_ctx > 0 && e->model.train_ctx < rows ? e->model.train_ctx : rows) - 1;
     return 0;
 }
 

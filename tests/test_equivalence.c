@@ -172,6 +172,36 @@ static void test_context_shift_matches_fresh_run(void) {
     }
 }
 
+/* pe-spec §14.2, StreamingLLM: 4 sinks + recent 8 after 20 tokens: text positions 0..3,12..19 sit at
+   cache positions 0..11, the recent keys rotated by -8, and the next query goes to 12. */
+static void test_streaming_llm_eviction(void) {
+    Variant v = {"rope", "yarn", 2};
+    TestModelSpec spec = test_model_spec("rope");
+    spec.n_layers = 1;
+    int text[21], kept[12];
+    make_tokens(text, 21, 17);
+    for (int i = 0; i < 12; i++) kept[i] = text[i < 4 ? i : i + 8];
+    Model m, fresh;
+    char err[256] = "";
+    if (open_variant(&m, &spec, &v, 20, 512, 0)) return;
+    if (open_variant(&fresh, &spec, &v, 20, 512, 0)) { model_close(&m); return; }
+    size_t V = (size_t)spec.vocab;
+    float *a = malloc(V * sizeof(float)), *b = malloc(V * sizeof(float));
+    CHECK(model_forward(&m, text, 20, 0, NULL, 0, err) == 0, "fill: %s", err);
+    CHECK(kv_shift(&m.kv, &m.pe, 4, 8, err) == 0, "evict: %s", err);
+    for (int i = 0; i < 12; i++) CHECK(m.kv.pos[i] == i, "slot %d holds position %d, expected %d", i, m.kv.pos[i], i);
+    CHECK(model_next_pos(&m) == 12, "next query position %d, expected 12", model_next_pos(&m));
+    CHECK(model_forward(&fresh, kept, 12, 0, NULL, 0, err) == 0, "fresh: %s", err);
+    double kd = max_diff(m.kv.k, fresh.kv.k, (size_t)12 * m.kv.kv_dim);
+    CHECK(kd <= 1e-5, "cached keys after eviction differ from a fresh run by %.3g", kd);
+    CHECK(model_forward(&m, &text[20], 1, 12, a, 0, err) == 0 && model_forward(&fresh, &text[20], 1, 12, b, 0, err) == 0, "next: %s", err);
+    CHECK(max_diff(a, b, V) <= 1e-4, "logits after eviction differ from a fresh run by %.3g", max_diff(a, b, V));
+    model_close(&m);
+    model_close(&fresh);
+    free(a);
+    free(b);
+}
+
 static void test_absolute_encodings_refuse_to_shift(void) {
     const char *pes[] = {"learned", "sinusoidal"};
     for (int i = 0; i < 2; i++) {
@@ -261,6 +291,7 @@ void suite_equivalence(void) {
     RUN(test_chunked_equals_token_by_token);
     RUN(test_dynamic_ntk_is_exact);
     RUN(test_context_shift_matches_fresh_run);
+    RUN(test_streaming_llm_eviction);
     RUN(test_absolute_encodings_refuse_to_shift);
     RUN(test_relative_encodings_start_anywhere);
     RUN(test_context_131072);
