@@ -15,11 +15,17 @@
 #define MAX_KEY_LEN 65535
 #define MAX_NAME_LEN 95        /* fits GgufWriter names; llama.cpp uses 64 */
 
+void gguf_one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 static int fail(char *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, GGUF_ERR, fmt, ap);
     va_end(ap);
+    gguf_one_line(err);   /* names and keys come from the file: keep the message on one line */
     return -1;
 }
 

@@ -90,6 +90,8 @@ void gguf_w_str_array(GgufWriter *w, const char *key, const char *const *strs, u
 void gguf_w_tensor(GgufWriter *w, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type, const void *data);
 int gguf_w_write(const GgufWriter *w, const char *path, char *err);
 
+/* Replaces control characters (from names in a hostile file) so that a message stays one line. */
+void gguf_one_line(char *s);
 size_t gguf_type_size(uint32_t type);           /* value types; 0 for string/array */
 int gguf_tensor_nbytes(uint32_t type, const uint64_t *ne, uint32_t n_dims, uint64_t *out);
 

@@ -1,6 +1,7 @@
 /* Model loading (llama, gpt2, bloom and the project's own self-describing `pelab` architecture)
    and the forward pass. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@ typedef struct {
 } Loader;
 
 static int load_fail(Loader *L, const char *fmt, const char *a, const char *b) {
-    if (!L->failed) snprintf(L->err, GGUF_ERR, fmt, a, b);
+    if (!L->failed) { snprintf(L->err, GGUF_ERR, fmt, a, b); gguf_one_line(L->err); }
     L->failed = 1;
     return -1;
 }
@@ -112,7 +113,13 @@ static const float *tensor(Loader *L, const char *name, int64_t ne0, int64_t ne1
         return NULL;
     }
     size_t n = (size_t)ne0 * (size_t)want1;
-    if (t->type == GGML_F32) return t->data;
+    if (t->type == GGML_F32 && (uintptr_t)t->data % _Alignof(float) == 0) return t->data;
+    if (t->type == GGML_F32) {   /* a file with general.alignment < 4: copy to aligned memory */
+        float *out = (float *)own_f32(L->m, n);
+        if (!out) { load_fail(L, "out of memory copying '%s'%s", name, ""); return NULL; }
+        memcpy(out, t->data, n * sizeof(float));
+        return out;
+    }
     if (t->type == GGML_F16) {
         float *out = (float *)own_f32(L->m, n);
         if (!out) { load_fail(L, "out of memory converting '%s'%s", name, ""); return NULL; }
@@ -170,11 +177,14 @@ static int load_config(Loader *L) {
     c->n_heads = meta_int(L, "attention.head_count", 1, PE_MAX_HEADS, 0, 1);
     if (L->failed) return -1;
     c->n_kv_heads = meta_int(L, "attention.head_count_kv", 1, c->n_heads, c->n_heads, 0);
-    c->head_dim = meta_int(L, "attention.key_length", 1, MAX_HEAD_DIM, c->dim / c->n_heads, 0);
+    c->head_dim = meta_int(L, "attention.key_length", 1, MAX_HEAD_DIM, 0, 0);
     if (L->failed) return -1;
     if (c->n_heads % c->n_kv_heads) return load_fail(L, "head count must be a multiple of the KV head count%s%s", "", "");
-    if (c->head_dim < 1 || c->head_dim > MAX_HEAD_DIM || (!gguf_find(&m->gguf, "x") && c->head_dim * c->n_heads != c->dim && c->dim % c->n_heads))
-        return load_fail(L, "embedding length is not a multiple of the head count, and no attention.key_length is given%s%s", "", "");
+    if (!c->head_dim) {   /* no key_length: the heads split the embedding */
+        if (c->dim % c->n_heads || c->dim / c->n_heads > MAX_HEAD_DIM)
+            return load_fail(L, "embedding length is not a multiple of the head count, and no attention.key_length is given%s%s", "", "");
+        c->head_dim = c->dim / c->n_heads;
+    }
 
     PeSettings *pe = &c->pe;
     memset(pe, 0, sizeof *pe);

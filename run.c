@@ -17,10 +17,11 @@ static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noret
 static void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    gguf_one_line(msg);   /* text from a file or the command line must not break the one-line rule */
+    fprintf(stderr, "error: %s\n", msg);
     exit(1);
 }
 
@@ -37,6 +38,7 @@ static void usage(void) {
            "  -ctx N             KV cache slots: the longest context (default: the model's training length)\n"
            "  -chunk N           prefill chunk size in tokens (default 512)\n"
            "  -th N              threads (default: all cores)\n"
+           "  -pos0 P            position of the first token (default 0), from an empty cache\n"
            "  -keep N            when the cache is full, keep the first N tokens as sinks, drop half of\n"
            "                     the rest and re-rotate the kept keys (default: stop when full)\n"
            "positional encoding (default: what the model file says):\n"
@@ -55,7 +57,6 @@ static void usage(void) {
            "  -alibi-max-bias F  ALiBi maximum bias (default: the file's, else 8)\n"
            "logits mode:\n"
            "  -tokens A,B,C      token ids to run\n"
-           "  -pos0 P            position of the first token (default 0), from an empty cache\n"
            "  -dump FILE         write T rows of n_vocab little-endian float32 logits\n", names);
 }
 
@@ -83,8 +84,8 @@ static int *parse_tokens(const char *s, int *n) {
     while (ids) {
         char *end;
         errno = 0;
-        long v = strtol(p, &end, 10);
-        if (errno || end == p || v < 0 || v > INT_MAX) die("-tokens expects comma-separated token ids, got '%s'", s);
+        long v = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : -1;   /* digits only: no sign, no spaces */
+        if (errno || v < 0 || v > INT_MAX) die("-tokens expects comma-separated token ids, got '%s'", s);
         if (count == cap) ids = realloc(ids, (cap *= 2) * sizeof *ids);
         if (!ids) break;
         ids[count++] = (int)v;
@@ -126,7 +127,13 @@ static void parse_args(Args *a, int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(); exit(0); }
+        static const char *known[] = {"-m", "-i", "-n", "-t", "-p", "-s", "-ctx", "-chunk", "-th", "-keep", "-tokens", "-pos0",
+            "-dump", "-pe", "-alibi-max-bias", "-scale", "-orig-ctx", "-rope-base", "-rope-dims", "-rope-layout", "-yarn-beta-fast",
+            "-yarn-beta-slow", "-yarn-attn", "-yarn-ext", "-llama3-low", "-llama3-high", NULL};
+        int k = 0;
+        while (known[k] && strcmp(known[k], f)) k++;
         if (f[0] != '-') die("unexpected argument '%s' (flags start with '-', see ./run -h)", f);
+        if (!known[k]) die("unknown flag %s (see ./run -h)", f);
         if (i + 1 >= argc) die("flag %s needs a value", f);
         const char *v = argv[++i];
         int rope_only = 0;
@@ -134,7 +141,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "-i")) a->prompt = v;
         else if (!strcmp(f, "-n")) a->steps = (int)parse_int(f, v, 0, INT_MAX);
         else if (!strcmp(f, "-t")) a->temperature = (float)parse_num(f, v, 0, 100);
-        else if (!strcmp(f, "-p")) a->topp = (float)parse_num(f, v, 0, 1);
+        else if (!strcmp(f, "-p")) a->topp = (float)parse_num(f, v, 1e-6, 1);
         else if (!strcmp(f, "-s")) a->seed = (unsigned long long)parse_int(f, v, 0, LONG_MAX);
         else if (!strcmp(f, "-ctx")) a->ctx = (int)parse_int(f, v, 1, 1 << 24);
         else if (!strcmp(f, "-chunk")) a->chunk = (int)parse_int(f, v, 1, 1 << 16);
@@ -211,18 +218,21 @@ static double now_s(void) {
 
 static void run_logits(Model *m, const Args *a) {
     int n;
-    int *ids = parse_tokens(a->tokens, &n);
     char err[GGUF_ERR];
-    size_t V = (size_t)m->c.vocab_size;
-    float *logits = malloc((size_t)n * V * sizeof *logits);
-    if (!logits) die("out of memory for %d rows of logits", n);
-    if (model_forward(m, ids, n, a->pos0, logits, 1, err)) die("%s", err);
     FILE *f = fopen(a->dump, "wb");
     if (!f) die("cannot write %s: %s", a->dump, strerror(errno));
-    size_t wrote = fwrite(logits, sizeof(float), (size_t)n * V, f);
-    if (wrote != (size_t)n * V || fclose(f)) die("error writing %s", a->dump);
+    int *ids = parse_tokens(a->tokens, &n);
+    size_t V = (size_t)m->c.vocab_size;
+    float *logits = malloc((size_t)n * V * sizeof *logits);
+    int ok = logits && model_forward(m, ids, n, a->pos0, logits, 1, err) == 0;
+    if (!logits) snprintf(err, sizeof err, "out of memory for %d rows of logits", n);
+    size_t wrote = ok ? fwrite(logits, sizeof(float), (size_t)n * V, f) : 0;
     free(logits);
     free(ids);
+    if (fclose(f) || !ok || wrote != (size_t)n * V) {
+        remove(a->dump);
+        die("%s", ok ? "error writing the -dump file" : err);
+    }
 }
 
 static void run_generate(Model *m, const Args *a) {
@@ -234,6 +244,11 @@ static void run_generate(Model *m, const Args *a) {
     if (n < 0) die("the prompt cannot be encoded with this vocabulary (no byte fallback tokens)");
     if (n == 0) die("empty prompt, and the model has no BOS token to start from: give -i");
     if (n > m->kv.n_slots) die("the prompt is %d tokens, longer than the context of %d (raise -ctx)", n, m->kv.n_slots);
+    /* without a shift, positions run to pos0 + min(ctx, prompt + steps) - 1; a shift keeps them below ctx */
+    long long reach = (long long)a->pos0 + (n + (long long)a->steps < m->kv.n_slots ? n + a->steps : m->kv.n_slots) - 1;
+    if (reach > m->pe.max_pos)
+        die("generation would reach position %lld, past what -pe %s can represent (0..%d): lower -ctx, -n or -pos0",
+            reach, m->pe.method->name, m->pe.max_pos);
     int *ids = malloc((size_t)n * sizeof *ids);
     float *logits = malloc((size_t)m->c.vocab_size * sizeof *logits);
     if (!ids || !logits) die("out of memory");
@@ -243,31 +258,33 @@ static void run_generate(Model *m, const Args *a) {
     fflush(stdout);
 
     double t0 = now_s();
-    if (model_forward(m, ids, n, a->pos0, logits, 0, err)) die("%s", err);
+    int ok = model_forward(m, ids, n, a->pos0, logits, 0, err) == 0, prev = ids[n - 1];
+    free(ids);
+    if (!ok) { free(logits); die("%s", err); }
     double t1 = now_s();
     Sampler sampler;
     sampler_init(&sampler, m->c.vocab_size, a->temperature, a->topp, a->seed);
-    int prev = ids[n - 1], generated = 0, shifts = 0;
-    for (; generated < a->steps; generated++) {
+    int generated = 0, shifts = 0, failed = 0;
+    while (generated < a->steps) {
         int next = sample(&sampler, logits);
         if (next == m->tok.eos) break;
         fwrite(piece, 1, tokenizer_decode(&m->tok, prev, next, piece, sizeof piece), stdout);
         fflush(stdout);
         prev = next;
-        if (generated + 1 == a->steps) { generated++; break; }
+        if (++generated == a->steps) break;
         if (m->kv.n_used == m->kv.n_slots) {
-            if (a->keep < 0) { fprintf(stderr, "\n[context full at %d tokens; -keep N shifts it]\n", m->kv.n_slots); generated++; break; }
-            if (model_shift(m, a->keep, err) < 0) die("cannot shift the context: %s", err);
+            if (a->keep < 0) { fprintf(stderr, "\n[context full at %d tokens; -keep N shifts it]\n", m->kv.n_slots); break; }
+            if ((failed = model_shift(m, a->keep, err) < 0)) break;
             shifts++;
         }
-        if (model_forward(m, &next, 1, model_next_pos(m), logits, 0, err)) die("%s", err);
+        if ((failed = model_forward(m, &next, 1, model_next_pos(m), logits, 0, err) != 0)) break;
     }
+    if (failed) { sampler_free(&sampler); free(logits); die("%s", err); }
     double t2 = now_s();
     printf("\n");
     fprintf(stderr, "prefill: %d tokens, %.1f tok/s; generate: %d tokens, %.1f tok/s%s\n", n, n / (t1 - t0), generated,
             generated / (t2 - t1 > 0 ? t2 - t1 : 1e-9), shifts ? " (with context shifts)" : "");
     sampler_free(&sampler);
-    free(ids);
     free(logits);
 }
 
@@ -285,7 +302,7 @@ int main(int argc, char **argv) {
     if (model_prepare(&m, &pe, ctx, a.chunk, err)) die("%s", err);
     if (a.keep >= 0 && !m.pe.ops->shiftable)
         die("-keep: -pe %s cannot shift the context (positions are baked into the cached keys and values)", m.pe.method->name);
-    if (a.keep >= ctx) die("-keep %d leaves no room in a context of %d", a.keep, ctx);
+    if (a.keep > ctx - 2) die("-keep %d leaves nothing to drop in a context of %d (at most ctx - 2)", a.keep, ctx);
     if (!strcmp(a.mode, "logits")) run_logits(&m, &a);
     else run_generate(&m, &a);
     model_close(&m);

@@ -57,7 +57,7 @@ int encoding_init(Encoding *e, PeFamily model_family, char *err) {
                               encoding_family_name(model_family));
     e->method = m;
     e->ops = m->ops;
-    e->max_pos = 0x7fffffff;
+    e->max_pos = 0x7ffffffe;   /* so that the next position, max + 1, is still an int */
     e->mscale = 1.0;
     return m->setup(e, err);
 }

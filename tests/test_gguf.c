@@ -71,9 +71,10 @@ static int clean_msg(const char *what, const char *err, const char *alts) {
     size_t len = strnlen(err, GGUF_ERR);
     CHECK(len > 0 && len < GGUF_ERR, "%s: error message is empty or unterminated", what);
     if (!(len > 0 && len < GGUF_ERR)) return 0;
-    CHECK(!strchr(err, '\n'), "%s: message is not one line: %s", what, err);
+    int one_line = !strpbrk(err, "\r\n");
+    CHECK(one_line, "%s: message is not one line: %s", what, err);
     CHECK(mentions(err, alts), "%s: message \"%s\" mentions none of \"%s\"", what, err, alts);
-    return !strchr(err, '\n') && mentions(err, alts);
+    return one_line && mentions(err, alts);
 }
 
 /* gguf_parse of an exact-size copy of buf[0..size) must fail cleanly and leave nothing to free */
@@ -113,7 +114,8 @@ typedef struct {
     uint8_t *buf;
     size_t size;
     Gguf g;
-    size_t header_end, data_start, data_end;   /* end of tensor infos, start of data, end of the last tensor */
+    size_t info_start, header_end;             /* the tensor infos */
+    size_t data_start, data_end;               /* start of the data, end of the last tensor */
 } Base;
 
 static int base_open(Base *b, const char *fixture) {
@@ -128,6 +130,7 @@ static int base_open(Base *b, const char *fixture) {
     CHECK(r == 0 && b->g.n_tensors > 1, "%s: the unmodified base must parse: %s", path, err);
     if (r) { free(b->buf); b->buf = NULL; return -1; }
     const GgufTensor *last = &b->g.tensors[b->g.n_tensors - 1];
+    b->info_start = (size_t)((const uint8_t *)b->g.tensors[0].name.ptr - b->buf) - 8;
     b->header_end = (size_t)((const uint8_t *)last->name.ptr - b->buf) + last->name.len + 4 + 8 * last->n_dims + 4 + 8;
     b->data_start = (size_t)(b->g.data - b->buf);
     for (uint64_t i = 0; i < b->g.n_tensors; i++) {
@@ -369,6 +372,7 @@ static void test_roundtrip_and_getters(void) {
     CHECK(raw && parse_ok("written file via gguf_parse", raw, size), "written file re-read from memory");
     free(raw);
     gguf_close(&g);
+    remove(path);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -425,6 +429,7 @@ static void test_truncation(void) {
     CHECK(r == 0, "model_open on the untruncated copy must succeed: %s", err);
     if (r == 0) model_close(m);
     free(m);
+    remove(path);
 
     /* not a file at all */
     Gguf g;
@@ -543,7 +548,8 @@ static void test_kv_types(void) {
     expect_patch_fail(&b, "array element type 13", at, 4, 13, "element type");
     expect_patch_fail(&b, "array element type 0xFFFFFFFF", at, 4, 0xFFFFFFFFu, "element type");
     expect_patch_fail(&b, "nested array (element type ARRAY)", at, 4, GGUF_ARRAY, "nested");
-    expect_patch_fail(&b, "nested array in the first key", kv_at(&b, "general.architecture", K_TYPE), 4, GGUF_ARRAY, "nested|past the end");
+    /* a string retyped as an array: its length and bytes become an element type and a huge count */
+    expect_patch_fail(&b, "string value retyped as an array", kv_at(&b, "general.architecture", K_TYPE), 4, GGUF_ARRAY, "past the end");
     /* a u32 turned into a bool whose byte is 2 */
     uint8_t *m = copy_exact(b.buf, b.size);
     put_le(m + ft, 4, GGUF_BOOL);
@@ -682,6 +688,7 @@ static void test_tensor_infos(void) {
 typedef struct {
     const char *drop;       /* a key or tensor left out */
     const char *swap;       /* a 2-D tensor written with its two dims swapped */
+    const char *dim3;       /* a 2-D tensor written with a third dim of 2 */
     const char *q8;         /* a tensor written as Q8_0 */
     const char *key;        /* a key written with another value: the string sval, or else the u32 ival */
     const char *sval;
@@ -708,9 +715,9 @@ static void put_str(GgufWriter *w, const Defect *d, const char *key, const char 
 
 static void put_tensor(GgufWriter *w, const Defect *d, const char *name, uint64_t ne0, uint64_t ne1) {
     if (is(d->drop, name)) return;
-    uint64_t ne[2] = {ne0, ne1};
+    uint64_t ne[3] = {ne0, ne1, 2};
     if (is(d->swap, name)) { ne[0] = ne1; ne[1] = ne0; }
-    gguf_w_tensor(w, name, ne1 ? 2 : 1, ne, is(d->q8, name) ? GGML_Q8_0 : GGML_F32, pool);
+    gguf_w_tensor(w, name, is(d->dim3, name) ? 3 : ne1 ? 2 : 1, ne, is(d->q8, name) ? GGML_Q8_0 : GGML_F32, pool);
 }
 
 /* pelab, rope, 1 layer, 4 heads / 2 KV heads, hidden 48, vocab 64, no tokenizer (optional) */
@@ -765,6 +772,7 @@ static void model_case(const char *what, const Defect *d, int want_ok, const cha
     }
     if (r == 0) model_close(m);
     free(m);
+    remove(path);
 }
 
 static void test_model_config(void) {
@@ -800,6 +808,7 @@ static void test_model_tensors(void) {
         {"ffn_down with its dims swapped", {.swap = "blk.0.ffn_down.weight"}, "shape"},
         {"token_embd with its dims swapped", {.swap = "token_embd.weight"}, "shape"},
         {"output with its dims swapped", {.swap = "output.weight"}, "shape"},
+        {"ffn_up with a third dim of 2", {.dim3 = "blk.0.ffn_up.weight"}, "shape"},
         {"missing token_embd.weight", {.drop = "token_embd.weight"}, "missing tensor"},
         {"missing blk.0.attn_k.weight", {.drop = "blk.0.attn_k.weight"}, "missing tensor"},
         {"missing blk.0.ffn_gate.weight (swiglu)", {.drop = "blk.0.ffn_gate.weight"}, "missing tensor"},
@@ -834,7 +843,7 @@ static void test_model_unaligned_data(void) {
     if (base_open(&b, "llama-rope")) return;
     /* the fixture's tensors are back to back, so with alignment 1 their offsets stay valid; an extra
        21-byte key moves the data start off a multiple of 4 */
-    size_t kv_end = (size_t)((const uint8_t *)b.g.tensors[0].name.ptr - b.buf) - 8;
+    size_t kv_end = b.info_start;
     Bytes f = {0};
     b_head(&f, b.g.n_tensors, b.g.n_kv + 1);
     b_raw(&f, b.buf + 24, kv_end - 24);
@@ -860,9 +869,46 @@ static void test_model_unaligned_data(void) {
             model_close(m);
         } else clean_msg("alignment-1 file refused", err, "align");
         free(m);
+        remove(path);
     }
     free(f.p);
     base_close(&b);
+}
+
+/* Names come from the file and are quoted in messages: a line break inside one must not break the
+   one-line rule (a log line, or the CLI's single error line, would be split or forged). */
+static void test_names_with_line_breaks(void) {
+    Base b;
+    if (base_open(&b, "llama-rope")) return;
+    uint8_t *m = copy_exact(b.buf, b.size);
+    size_t ft = kv_at(&b, "general.file_type", K_LEN) + 8;
+    m[ft + 7] = '\n';                                          /* general\nfile_type */
+    put_le(m + kv_at(&b, "general.file_type", K_TYPE), 4, 13);
+    expect_parse_fail("key 'general\\nfile_type' with invalid value type 13", m, b.size, "type");
+    free(m);
+
+    m = copy_exact(b.buf, b.size);
+    size_t bos = kv_at(&b, "tokenizer.ggml.bos_token_id", K_LEN) + 8, eos = kv_at(&b, "tokenizer.ggml.eos_token_id", K_LEN) + 8;
+    m[bos + 14] = m[eos + 14] = '\n';                          /* tokenizer.ggml\n[be]os_token_id */
+    m[eos + 15] = 'b';
+    expect_parse_fail("duplicate key with a line break", m, b.size, "duplicate key");
+    free(m);
+
+    m = copy_exact(b.buf, b.size);
+    m[t_at(&b, "blk.0.attn_q.weight", T_NAME) + 5] = '\r';     /* blk.0\rattn_q.weight */
+    put_le(m + t_at(&b, "blk.0.attn_q.weight", T_TYPE), 4, 99);
+    expect_parse_fail("tensor 'blk.0\\rattn_q.weight' with type 99", m, b.size, "type");
+    free(m);
+
+    m = copy_exact(b.buf, b.size);
+    m[t_at(&b, "blk.0.attn_q.weight", T_NAME) + 5] = '\n';
+    put_le(m + t_at(&b, "blk.0.attn_q.weight", T_OFFSET), 8, 4);
+    expect_parse_fail("tensor 'blk.0\\nattn_q.weight' at a wrong offset", m, b.size, "offset");
+    free(m);
+    base_close(&b);
+
+    const Defect arch = {.key = "general.architecture", .sval = "pel\nab"};
+    model_case("architecture 'pel\\nab'", &arch, 0, "unknown architecture");
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -972,9 +1018,11 @@ static void test_fuzz(void) {
         uint8_t *buf = copy_exact(b->buf, b->size);
         char what[160];
         int kind = (int)(rnd() % 4);
-        if (kind == 0) {   /* flip 1-4 random bytes of the header */
+        if (kind == 0) {   /* flip 1-4 random bytes of the header; half the time in the tensor infos, which
+                              the long token list would otherwise crowd out */
             int n = 1 + (int)(rnd() % 4);
-            for (int j = 0; j < n; j++) buf[rnd() % b->data_start] ^= (uint8_t)(1 + rnd() % 255);
+            size_t lo = rnd() % 2 ? b->info_start : 0;
+            for (int j = 0; j < n; j++) buf[lo + rnd() % (b->data_start - lo)] ^= (uint8_t)(1 + rnd() % 255);
             snprintf(what, sizeof what, "fuzz %d (%s): %d bytes flipped", it, b->name, n);
         } else if (kind == 1 || kind == 2) {   /* a known field: an extreme value, or nudged by a little */
             Field f = fl[rnd() % (uint64_t)nf[it & 1]];
@@ -1022,6 +1070,7 @@ static void test_fuzz(void) {
     /* the mutations must exercise both outcomes, or the loop proves little */
     CHECK(n_ok > 100 && n_fail > 1000 && n_model > 20, "fuzz: %d parsed, %d rejected, %d through model_open", n_ok, n_fail, n_model);
     free(m);
+    remove(path);
     base_close(&bases[0]);
     base_close(&bases[1]);
 }
@@ -1035,6 +1084,7 @@ void suite_gguf(void) {
     RUN(test_kv_types);
     RUN(test_duplicates_and_alignment);
     RUN(test_tensor_infos);
+    RUN(test_names_with_line_breaks);
     RUN(test_model_config);
     RUN(test_model_tensors);
     RUN(test_model_head_dim_rules);
