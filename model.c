@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model.h"
+#include "ops.h"
 
-#define ATT_TILE 64      /* keys scored per step of the streaming softmax */
 #define MAX_HEAD_DIM (2 * PE_MAX_PAIRS)
 
 /* ------------------------------------------------------------------------------------------ */
@@ -70,7 +70,7 @@ static int meta_choice(Loader *L, const char *suffix, const char *const *choices
     return def;
 }
 
-static const float *own_f32(Model *m, size_t n) {
+static float *own_f32(Model *m, size_t n) {
     float *p = malloc(n * sizeof *p);
     float **list = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *list);
     if (!p || !list) { free(p); if (list) m->owned = list; return NULL; }
@@ -96,7 +96,7 @@ static float f16_to_f32(uint16_t h) {
 }
 
 /* A tensor of shape [ne1][ne0] (ne1 = 0: one-dimensional), as F32. Missing: NULL, an error if required. */
-static const float *tensor(Loader *L, const char *name, int64_t ne0, int64_t ne1, int required) {
+static float *tensor(Loader *L, const char *name, int64_t ne0, int64_t ne1, int required) {
     const GgufTensor *t = gguf_tensor(&L->m->gguf, name);
     if (!t) {
         if (required) load_fail(L, "missing tensor '%s'%s", name, "");
@@ -113,15 +113,15 @@ static const float *tensor(Loader *L, const char *name, int64_t ne0, int64_t ne1
         return NULL;
     }
     size_t n = (size_t)ne0 * (size_t)want1;
-    if (t->type == GGML_F32 && (uintptr_t)t->data % _Alignof(float) == 0) return t->data;
+    if (t->type == GGML_F32 && (uintptr_t)t->data % _Alignof(float) == 0) return (float *)t->data;   /* read-only map: never written */
     if (t->type == GGML_F32) {   /* a file with general.alignment < 4: copy to aligned memory */
-        float *out = (float *)own_f32(L->m, n);
+        float *out = own_f32(L->m, n);
         if (!out) { load_fail(L, "out of memory copying '%s'%s", name, ""); return NULL; }
         memcpy(out, t->data, n * sizeof(float));
         return out;
     }
     if (t->type == GGML_F16) {
-        float *out = (float *)own_f32(L->m, n);
+        float *out = own_f32(L->m, n);
         if (!out) { load_fail(L, "out of memory converting '%s'%s", name, ""); return NULL; }
         const uint8_t *src = t->data;
         for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, src + 2 * i, 2); out[i] = f16_to_f32(h); }
@@ -265,7 +265,7 @@ static int load_weights(Loader *L) {
         T1(attn_norm_b, "attn_norm.bias", D, layer_norm);
         snprintf(n, sizeof n, "blk.%d.attn_qkv.weight", l);
         if (gguf_tensor(&m->gguf, n)) {   /* fused [Q | K | V] rows (gpt2, bloom): split into views */
-            const float *wqkv = tensor(L, n, D, qd + 2 * kvd, 1), *bqkv = NULL;
+            float *wqkv = tensor(L, n, D, qd + 2 * kvd, 1), *bqkv = NULL;
             snprintf(n, sizeof n, "blk.%d.attn_qkv.bias", l);
             bqkv = tensor(L, n, qd + 2 * kvd, 0, bias);
             if (wqkv) { lw->wq = wqkv; lw->wk = wqkv + (size_t)qd * D; lw->wv = wqkv + (size_t)(qd + kvd) * D; }
@@ -376,18 +376,8 @@ int model_prepare(Model *m, const PeSettings *pe, int n_slots, int max_chunk, ch
     if (max_chunk < 1) return encoding_error(err, "chunk size must be at least 1");
     kv_free(&m->kv);
     if (kv_init(&m->kv, c->n_layers, n_slots, c->n_kv_heads * c->head_dim, err)) return -1;
-    RunState *s = &m->s;
-    free(s->x);   /* one block for every buffer */
-    size_t T = (size_t)max_chunk, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t sizes[] = {T * c->dim, T * c->dim, T * qd, T * kvd, T * kvd, T * qd, T * c->hidden_dim, T * c->hidden_dim};
-    float **bufs[] = {&s->x, &s->xn, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2};
-    size_t total = 0;
-    for (int i = 0; i < 8; i++) total += sizes[i];
-    float *block = malloc(total * sizeof(float));
-    if (!block) return encoding_error(err, "out of memory for a run state of %d-token chunks", max_chunk);
-    for (int i = 0; i < 8; i++) { *bufs[i] = block; block += sizes[i]; }
-    s->max_T = max_chunk;
-    return 0;
+    runstate_free(&m->s);
+    return runstate_init(&m->s, c, max_chunk, 0, err);
 }
 
 void model_reset(Model *m) {
@@ -397,7 +387,7 @@ void model_reset(Model *m) {
 
 void model_close(Model *m) {
     kv_free(&m->kv);
-    free(m->s.x);
+    runstate_free(&m->s);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     if (m->has_tok) tokenizer_free(&m->tok);
@@ -408,139 +398,167 @@ void model_close(Model *m) {
 int model_next_pos(const Model *m) { return kv_max_pos(&m->kv) + 1; }
 
 /* ------------------------------------------------------------------------------------------ */
-/* operations */
+/* run state */
 
-/* y[t][o] = b[o] + sum_i x[t][i] w[o][i] */
-static void matmul(float *y, const float *x, const float *w, const float *b, int T, int n_in, int n_out) {
-    #pragma omp parallel for schedule(static)
-    for (int o = 0; o < n_out; o++) {
-        const float *wo = w + (size_t)o * n_in;
-        for (int t = 0; t < T; t++) {
-            const float *xt = x + (size_t)t * n_in;
-            float acc = 0;
-            for (int i = 0; i < n_in; i++) acc += wo[i] * xt[i];
-            y[(size_t)t * n_out + o] = acc + (b ? b[o] : 0);
-        }
-    }
+/* Buffer sizes of one layer's activations and of the rest, in floats, for T rows */
+static void layer_sizes(const Config *c, size_t T, size_t sz[15]) {
+    size_t D = c->dim, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim, H = c->hidden_dim;
+    size_t gate = c->mlp == MLP_SWIGLU ? T * H : 0;
+    size_t v[15] = {T * D, T * D, T, T, T * qd, T * kvd, T * kvd, T * qd, T * c->n_heads, T * D, T * D, T, T, T * H, gate};
+    memcpy(sz, v, sizeof v);
 }
 
-static void norm_rows(const Config *c, float *out, const float *x, const float *w, const float *b, int T) {
-    int D = c->dim;
-    for (int t = 0; t < T; t++) {
-        const float *xt = x + (size_t)t * D;
-        float *ot = out + (size_t)t * D;
-        double mean = 0, var = 0;
-        if (c->norm == NORM_LAYER) {
-            for (int i = 0; i < D; i++) mean += xt[i];
-            mean /= D;
-        }
-        for (int i = 0; i < D; i++) var += (xt[i] - mean) * (xt[i] - mean);
-        float inv = (float)(1.0 / sqrt(var / D + c->norm_eps));
-        for (int i = 0; i < D; i++) ot[i] = (float)(xt[i] - mean) * inv * w[i] + (b ? b[i] : 0);
+int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, char *err) {
+    memset(s, 0, sizeof *s);
+    size_t T = (size_t)max_T, D = c->dim, sz[15], per_layer = 0;
+    layer_sizes(c, T, sz);
+    for (int i = 0; i < 15; i++) per_layer += sz[i];
+    per_layer += T * c->hidden_dim;   /* h */
+    int n_sets = keep_layers ? c->n_layers : 1;
+    size_t total = per_layer * n_sets + 4 * T * D + 2 * T;
+    s->block = malloc(total * sizeof(float));
+    if (!s->block) return encoding_error(err, "out of memory for a run state of %d-token chunks", max_T);
+    float *p = s->block;
+    for (int l = 0; l < n_sets; l++) {
+        LayerActs *a = &s->layer[l];
+        float **bufs[15] = {&a->x, &a->xn, &a->mean, &a->rstd, &a->q, &a->k, &a->v, &a->att, &a->lse, &a->x_mid, &a->xn2, &a->mean2,
+                            &a->rstd2, &a->up, &a->gate};
+        for (int i = 0; i < 15; i++) { *bufs[i] = sz[i] ? p : NULL; p += sz[i]; }
+        a->h = p;
+        p += T * c->hidden_dim;
     }
+    s->x_out = p; p += T * D;
+    s->xn_out = p; p += T * D;
+    s->proj = p; p += T * D;
+    s->mean_out = p; p += T;
+    s->rstd_out = p; p += T;
+    if (!keep_layers) {   /* one residual buffer, updated in place through every layer */
+        for (int l = 1; l < c->n_layers; l++) s->layer[l] = s->layer[0];
+        for (int l = 0; l < c->n_layers; l++) s->layer[l].x_mid = s->layer[0].x;
+        s->x_out = s->layer[0].x;
+    }
+    s->max_T = max_T;
+    s->keep_layers = keep_layers;
+    return 0;
 }
 
-static float gelu(float x) { return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x))); }
-static float silu(float x) { return x / (1.0f + expf(-x)); }
-
-/* Streaming (online-softmax) attention of the chunk's queries over every cached key: no buffer of
-   context size. Keys are masked by stored position (p_k > p_q), never by slot index. */
-static void attention(Model *m, int layer, int T, int pos0) {
-    const Config *c = &m->c;
-    const KVCache *kv = &m->kv;
-    const Encoding *e = &m->pe;
-    int hd = c->head_dim, qd = c->n_heads * hd, kvd = kv->kv_dim, group = c->n_heads / c->n_kv_heads;
-    int n_keys = kv->n_used + T;
-    const float *K = kv->k + (size_t)layer * kv->n_slots * kvd, *V = kv->v + (size_t)layer * kv->n_slots * kvd;
-    float scale = 1.0f / sqrtf((float)hd);
-    #pragma omp parallel for collapse(2) schedule(dynamic, 4)
-    for (int t = 0; t < T; t++) {
-        for (int h = 0; h < c->n_heads; h++) {
-            const float *q = m->s.q + (size_t)t * qd + (size_t)h * hd;
-            float acc[MAX_HEAD_DIM] = {0}, sc[ATT_TILE], mx = -INFINITY, sum = 0;
-            int pq = pos0 + t, kvh = h / group;
-            for (int j0 = 0; j0 < n_keys; j0 += ATT_TILE) {
-                int n = n_keys - j0 < ATT_TILE ? n_keys - j0 : ATT_TILE;
-                for (int j = 0; j < n; j++) {
-                    const float *k = K + (size_t)(j0 + j) * kvd + (size_t)kvh * hd;
-                    float dot = 0;
-                    for (int i = 0; i < hd; i++) dot += q[i] * k[i];
-                    sc[j] = kv->pos[j0 + j] > pq ? -INFINITY : dot * scale;
-                }
-                if (e->ops->add_bias) e->ops->add_bias(e, h, pq, kv->pos + j0, n, sc);
-                float tmax = -INFINITY;
-                for (int j = 0; j < n; j++) tmax = sc[j] > tmax ? sc[j] : tmax;
-                if (tmax == -INFINITY) continue;
-                if (tmax > mx) {   /* rescale what was accumulated under the old maximum */
-                    float r = expf(mx - tmax);
-                    sum *= r;
-                    for (int i = 0; i < hd; i++) acc[i] *= r;
-                    mx = tmax;
-                }
-                for (int j = 0; j < n; j++) {
-                    if (sc[j] == -INFINITY) continue;
-                    float p = expf(sc[j] - mx);
-                    const float *v = V + (size_t)(j0 + j) * kvd + (size_t)kvh * hd;
-                    sum += p;
-                    for (int i = 0; i < hd; i++) acc[i] += p * v[i];
-                }
-            }
-            float *out = m->s.att + (size_t)t * qd + (size_t)h * hd;
-            for (int i = 0; i < hd; i++) out[i] = acc[i] / sum;   /* sum > 0: the query's own key is never masked */
-        }
-    }
+void runstate_free(RunState *s) {
+    free(s->block);
+    memset(s, 0, sizeof *s);
 }
 
-/* One chunk whose positions share the encoding's parameters; T <= max_T. */
-static void forward_chunk(Model *m, const int *tokens, int T, int pos0, float *logits, int all_rows) {
-    const Config *c = &m->c;
-    const Weights *w = &m->w;
-    const Encoding *e = &m->pe;
-    RunState *s = &m->s;
-    KVCache *kv = &m->kv;
+/* ------------------------------------------------------------------------------------------ */
+/* the forward pass, and beside it its backward */
+
+static void add_rows(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void transformer_forward(const Config *c, const Weights *w, const Encoding *e, KVCache *kv, RunState *s, const int *tokens,
+                         int T, int pos0, float *logits, int all_rows) {
     int D = c->dim, H = c->hidden_dim, qd = c->n_heads * c->head_dim, kvd = kv->kv_dim, slot0 = kv->n_used;
-
+    int layer_norm = c->norm == NORM_LAYER;
+    float *x0 = s->layer[0].x;
     for (int t = 0; t < T; t++) {
-        memcpy(s->x + (size_t)t * D, w->tok_embd + (size_t)tokens[t] * D, D * sizeof(float));
-        if (e->ops->add_input) e->ops->add_input(e, s->x + (size_t)t * D, pos0 + t);
+        memcpy(x0 + (size_t)t * D, w->tok_embd + (size_t)tokens[t] * D, D * sizeof(float));
+        if (e->ops->add_input) e->ops->add_input(e, x0 + (size_t)t * D, pos0 + t);
         kv->pos[slot0 + t] = pos0 + t;
     }
     if (c->embd_norm) {
-        norm_rows(c, s->xn, s->x, w->embd_norm, w->embd_norm_b, T);
-        memcpy(s->x, s->xn, (size_t)T * D * sizeof(float));
+        norm_forward(s->proj, s->layer[0].mean, s->layer[0].rstd, x0, w->embd_norm, w->embd_norm_b, T, D, c->norm_eps);
+        memcpy(x0, s->proj, (size_t)T * D * sizeof(float));
     }
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *lw = &w->layers[l];
-        norm_rows(c, s->xn, s->x, lw->attn_norm, lw->attn_norm_b, T);
-        matmul(s->q, s->xn, lw->wq, lw->bq, T, D, qd);
-        matmul(s->k, s->xn, lw->wk, lw->bk, T, D, kvd);
-        matmul(s->v, s->xn, lw->wv, lw->bv, T, D, kvd);
+        LayerActs *a = &s->layer[l];
+        float *x_next = l + 1 < c->n_layers ? s->layer[l + 1].x : s->x_out;
+        /* attention block */
+        norm_forward(a->xn, layer_norm ? a->mean : NULL, a->rstd, a->x, lw->attn_norm, lw->attn_norm_b, T, D, c->norm_eps);
+        matmul_forward(a->q, a->xn, lw->wq, lw->bq, T, D, qd);
+        matmul_forward(a->k, a->xn, lw->wk, lw->bk, T, D, kvd);
+        matmul_forward(a->v, a->xn, lw->wv, lw->bv, T, D, kvd);
         if (e->ops->rotate)
             for (int t = 0; t < T; t++)
-                e->ops->rotate(e, pos0 + t, s->q + (size_t)t * qd, c->n_heads, s->k + (size_t)t * kvd, c->n_kv_heads);
-        size_t row = (size_t)l * kv->n_slots + slot0;
-        memcpy(kv->k + row * kvd, s->k, (size_t)T * kvd * sizeof(float));
-        memcpy(kv->v + row * kvd, s->v, (size_t)T * kvd * sizeof(float));
-        attention(m, l, T, pos0);
-        matmul(s->xn, s->att, lw->wo, lw->bo, T, qd, D);
-        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
-
-        norm_rows(c, s->xn, s->x, lw->ffn_norm, lw->ffn_norm_b, T);
-        matmul(s->hb, s->xn, lw->w_up, lw->b_up, T, D, H);
+                e->ops->rotate(e, pos0 + t, a->q + (size_t)t * qd, c->n_heads, a->k + (size_t)t * kvd, c->n_kv_heads);
+        size_t row = (size_t)l * kv->n_slots;
+        memcpy(kv->k + (row + slot0) * kvd, a->k, (size_t)T * kvd * sizeof(float));
+        memcpy(kv->v + (row + slot0) * kvd, a->v, (size_t)T * kvd * sizeof(float));
+        attention_forward(a->att, a->lse, a->q, kv->k + row * kvd, kv->v + row * kvd, kv->pos, slot0 + T, pos0, T, c->n_heads,
+                          c->n_kv_heads, c->head_dim, e);
+        matmul_forward(s->proj, a->att, lw->wo, lw->bo, T, qd, D);
+        add_rows(a->x_mid, a->x, s->proj, (size_t)T * D);
+        /* MLP block */
+        norm_forward(a->xn2, layer_norm ? a->mean2 : NULL, a->rstd2, a->x_mid, lw->ffn_norm, lw->ffn_norm_b, T, D, c->norm_eps);
+        matmul_forward(a->up, a->xn2, lw->w_up, lw->b_up, T, D, H);
         if (c->mlp == MLP_SWIGLU) {
-            matmul(s->hb2, s->xn, lw->w_gate, lw->b_gate, T, D, H);
-            for (size_t i = 0; i < (size_t)T * H; i++) s->hb[i] *= silu(s->hb2[i]);
+            matmul_forward(a->gate, a->xn2, lw->w_gate, lw->b_gate, T, D, H);
+            swiglu_forward(a->h, a->gate, a->up, (long)T * H);
         } else {
-            for (size_t i = 0; i < (size_t)T * H; i++) s->hb[i] = gelu(s->hb[i]);
+            gelu_forward(a->h, a->up, (long)T * H);
         }
-        matmul(s->xn, s->hb, lw->w_down, lw->b_down, T, H, D);
-        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
+        matmul_forward(s->proj, a->h, lw->w_down, lw->b_down, T, H, D);
+        add_rows(x_next, a->x_mid, s->proj, (size_t)T * D);
     }
     kv->n_used += T;
     if (!logits) return;
     int first = all_rows ? 0 : T - 1;
-    norm_rows(c, s->xn, s->x + (size_t)first * D, w->out_norm, w->out_norm_b, T - first);
-    matmul(logits, s->xn, w->output, NULL, T - first, D, c->vocab_size);
+    norm_forward(s->xn_out, layer_norm ? s->mean_out : NULL, s->rstd_out, s->x_out + (size_t)first * D, w->out_norm, w->out_norm_b,
+                 T - first, D, c->norm_eps);
+    matmul_forward(logits, s->xn_out, w->output, NULL, T - first, D, c->vocab_size);
+}
+
+size_t runstate_backward_floats(const Config *c, int T) {
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    return (size_t)T * (2 * (size_t)c->dim + 2 * qd + 2 * kvd + 3 * (size_t)c->hidden_dim);
+}
+
+void transformer_backward(const Config *c, const Weights *w, const Encoding *e, const KVCache *kv, const RunState *s,
+                          const Weights *g, const float *dlogits, const int *tokens, int T, int pos0, float *scratch) {
+    int D = c->dim, H = c->hidden_dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    int layer_norm = c->norm == NORM_LAYER;
+    size_t nD = (size_t)T * D, nH = (size_t)T * H;
+    float *dx = scratch, *dxn = dx + nD, *datt = dxn + nD, *dq = datt + (size_t)T * qd, *dk = dq + (size_t)T * qd,
+          *dv = dk + (size_t)T * kvd, *dh = dv + (size_t)T * kvd, *dup = dh + nH, *dgate = dup + nH;
+    memset(scratch, 0, runstate_backward_floats(c, T) * sizeof(float));
+    /* logits = norm(x_out) W_out^T */
+    matmul_backward(dxn, g->output, NULL, dlogits, s->xn_out, w->output, T, D, c->vocab_size);
+    norm_backward(dx, g->out_norm, g->out_norm_b, dxn, s->x_out, layer_norm ? s->mean_out : NULL, s->rstd_out, w->out_norm, T, D);
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const LayerWeights *lw = &w->layers[l], *lg = &g->layers[l];
+        const LayerActs *a = &s->layer[l];
+        /* MLP block: x_next = x_mid + h W_down^T; dx flows through the residual unchanged */
+        memset(dh, 0, (size_t)3 * nH * sizeof(float));
+        matmul_backward(dh, lg->w_down, lg->b_down, dx, a->h, lw->w_down, T, H, D);
+        if (c->mlp == MLP_SWIGLU) {
+            swiglu_backward(dgate, dup, dh, a->gate, a->up, (long)nH);
+            memset(dxn, 0, nD * sizeof(float));
+            matmul_backward(dxn, lg->w_gate, lg->b_gate, dgate, a->xn2, lw->w_gate, T, D, H);
+        } else {
+            gelu_backward(dup, dh, a->up, (long)nH);
+            memset(dxn, 0, nD * sizeof(float));
+        }
+        matmul_backward(dxn, lg->w_up, lg->b_up, dup, a->xn2, lw->w_up, T, D, H);
+        norm_backward(dx, lg->ffn_norm, lg->ffn_norm_b, dxn, a->x_mid, layer_norm ? a->mean2 : NULL, a->rstd2, lw->ffn_norm, T, D);
+        /* attention block: x_mid = x + att W_o^T */
+        memset(datt, 0, ((size_t)2 * T * qd + (size_t)2 * T * kvd) * sizeof(float));
+        matmul_backward(datt, lg->wo, lg->bo, dx, a->att, lw->wo, T, qd, D);
+        attention_backward(dq, dk, dv, g->rel_bias, datt, a->att, a->lse, a->q, a->k, a->v, kv->pos, T, pos0, T, c->n_heads,
+                           c->n_kv_heads, c->head_dim, e);
+        if (e->ops->rotate)   /* the adjoint of a rotation at p is the rotation at -p */
+            for (int t = 0; t < T; t++)
+                e->ops->rotate(e, -(pos0 + t), dq + (size_t)t * qd, c->n_heads, dk + (size_t)t * kvd, c->n_kv_heads);
+        memset(dxn, 0, nD * sizeof(float));
+        matmul_backward(dxn, lg->wq, lg->bq, dq, a->xn, lw->wq, T, D, qd);
+        matmul_backward(dxn, lg->wk, lg->bk, dk, a->xn, lw->wk, T, D, kvd);
+        matmul_backward(dxn, lg->wv, lg->bv, dv, a->xn, lw->wv, T, D, kvd);
+        norm_backward(dx, lg->attn_norm, lg->attn_norm_b, dxn, a->x, layer_norm ? a->mean : NULL, a->rstd, lw->attn_norm, T, D);
+    }
+    /* x0 = tok_embd[token] + the encoding's input vector (no embedding norm in trainable models) */
+    for (int t = 0; t < T; t++) {
+        float *row = g->tok_embd + (size_t)tokens[t] * D;
+        for (int i = 0; i < D; i++) row[i] += dx[(size_t)t * D + i];
+        if (e->ops->input_grad) e->ops->input_grad(e, dx + (size_t)t * D, pos0 + t, g->pos_embd);
+    }
 }
 
 int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, int all_rows, char *err) {
@@ -569,7 +587,7 @@ int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, i
         }
         int last_segment = b == T;
         float *out = all_rows ? logits + (size_t)a * m->c.vocab_size : last_segment ? logits : NULL;
-        forward_chunk(m, tokens + a, b - a, pos0 + a, logits ? out : NULL, all_rows);
+        transformer_forward(&m->c, &m->w, e, kv, &m->s, tokens + a, b - a, pos0 + a, logits ? out : NULL, all_rows);
         a = b;
     }
     return 0;

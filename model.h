@@ -30,22 +30,24 @@ typedef struct {
     PeSettings pe;       /* the file's encoding settings (flags override a copy) */
 } Config;
 
+/* Weight pointers (or, in the trainer, gradient pointers with the same layout). The runtime
+   never writes through them: they may point into the read-only mapped file. */
 typedef struct {
-    const float *attn_norm, *attn_norm_b;
-    const float *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;   /* [out][in]; fused QKV files are split views */
-    const float *ffn_norm, *ffn_norm_b;
-    const float *w_gate, *w_up, *w_down, *b_gate, *b_up, *b_down;
+    float *attn_norm, *attn_norm_b;
+    float *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;   /* [out][in]; fused QKV files are split views */
+    float *ffn_norm, *ffn_norm_b;
+    float *w_gate, *w_up, *w_down, *b_gate, *b_up, *b_down;
 } LayerWeights;
 
 typedef struct {
-    const float *tok_embd;                 /* [vocab][dim] */
-    const float *embd_norm, *embd_norm_b;
-    const float *pos_embd; int pos_rows;   /* learned positions [pos_rows][dim] */
-    const float *rope_freqs;               /* per-pair divisors [n_rot/2] */
-    const float *rel_bias;                 /* T5 buckets [n_buckets][n_heads] */
+    float *tok_embd;                 /* [vocab][dim] */
+    float *embd_norm, *embd_norm_b;
+    float *pos_embd; int pos_rows;   /* learned positions [pos_rows][dim] */
+    float *rope_freqs;               /* per-pair divisors [n_rot/2] */
+    float *rel_bias;                 /* T5 buckets [n_buckets][n_heads] */
     LayerWeights layers[MAX_LAYERS];
-    const float *out_norm, *out_norm_b;
-    const float *output;                   /* [vocab][dim] */
+    float *out_norm, *out_norm_b;
+    float *output;                   /* [vocab][dim] */
 } Weights;
 
 /* Every slot stores the position of the token in it; slot order is never read as position. */
@@ -56,11 +58,26 @@ typedef struct {
     float *k, *v;        /* [n_layers][n_slots][kv_dim]; keys as the encoding left them (rotated for RoPE) */
 } KVCache;
 
+/* What one layer's forward produces, [T] rows each. Inference points every layer at one set of
+   buffers (and x, x_mid, the next layer's x at one residual buffer, updated in place); training
+   keeps every layer's, since the backward pass reads them. */
+typedef struct {
+    float *x;                     /* [T][dim] the layer's input, the residual stream */
+    float *xn, *mean, *rstd;      /* attention norm: output [T][dim], statistics [T] (mean: LayerNorm only) */
+    float *q, *k, *v;             /* [T][q_dim], [T][kv_dim] x2, after the encoding's rotation */
+    float *att, *lse;             /* attention output [T][q_dim], row log-sum-exp [T][n_heads] */
+    float *x_mid;                 /* residual after attention */
+    float *xn2, *mean2, *rstd2;   /* MLP norm */
+    float *up, *gate, *h;         /* [T][hidden] pre-activations and the activation (swiglu: silu(gate)*up) */
+} LayerActs;
+
 typedef struct {
     int max_T;                    /* chunk capacity */
-    float *x, *xn;                /* [T][dim] residual stream, normed copy */
-    float *q, *k, *v, *att;       /* [T][q_dim], [T][kv_dim] x2, [T][q_dim] */
-    float *hb, *hb2;              /* [T][hidden_dim] */
+    int keep_layers;              /* 1: every layer has its own LayerActs (training) */
+    LayerActs layer[MAX_LAYERS];
+    float *x_out, *xn_out, *mean_out, *rstd_out;   /* after the last layer; the final norm */
+    float *proj;                  /* scratch [T][dim] for output projections */
+    float *block;                 /* the one allocation behind every buffer */
 } RunState;
 
 typedef struct {
@@ -75,6 +92,19 @@ typedef struct {
     char tok_err[GGUF_ERR];       /* why there is no tokenizer, for modes that need one */
     float **owned; int n_owned;   /* F16 tensors converted to F32 at load */
 } Model;
+
+int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, char *err);
+void runstate_free(RunState *s);
+/* The forward pass of one chunk whose positions pos0.. share the encoding's parameters (T <= max_T,
+   T free slots): embeds, runs every layer appending k/v to the cache, writes logits of every row
+   ([T][vocab]) or the last ([vocab]); logits may be NULL. */
+void transformer_forward(const Config *c, const Weights *w, const Encoding *e, KVCache *kv, RunState *s, const int *tokens,
+                         int T, int pos0, float *logits, int all_rows);
+/* Its backward, after a forward of all rows from an empty cache with keep_layers: accumulates the
+   gradients of dlogits [T][vocab] into g (same layout as w). scratch: runstate_backward_floats(). */
+void transformer_backward(const Config *c, const Weights *w, const Encoding *e, const KVCache *kv, const RunState *s,
+                          const Weights *g, const float *dlogits, const int *tokens, int T, int pos0, float *scratch);
+size_t runstate_backward_floats(const Config *c, int T);
 
 /* Opens and validates a GGUF model: config, weights, tokenizer. 0 or -1 with err. */
 int model_open(Model *m, const char *path, char *err);

@@ -23,9 +23,9 @@ static void sinusoid_add(const Encoding *e, float *x, int pos) {
     for (int j = 0; j < e->model.dim; j++) x[j] += (float)pe_sinusoid(pos, j, e->model.dim, e->set.sinusoid);
 }
 
-static void absolute_add(const Encoding *e, float *x, int pos) {
-    if (e->method->setup == pe_learned_setup) learned_add(e, x, pos);
-    else sinusoid_add(e, x, pos);
+static void learned_grad(const Encoding *e, const float *dx, int pos, float *dtable) {
+    float *row = dtable + (long)pos * e->model.dim;
+    for (int j = 0; j < e->model.dim; j++) row[j] += dx[j];
 }
 
 int pe_learned_setup(Encoding *e, char *err) {
@@ -42,4 +42,5 @@ int pe_sinusoidal_setup(Encoding *e, char *err) {
     return 0;
 }
 
-const EncodingOps pe_absolute_ops = {.add_input = absolute_add, .shiftable = 0};
+const EncodingOps pe_learned_ops = {.add_input = learned_add, .input_grad = learned_grad, .shiftable = 0};
+const EncodingOps pe_sinusoidal_ops = {.add_input = sinusoid_add, .shiftable = 0};   /* no parameters to learn */

@@ -5,7 +5,8 @@
      add_bias   - relative encodings add a bias(p_q, p_k) to a tile of attention scores
      move_key   - re-encode a cached key when its position changes (context shift) or when the
                   encoding's own parameters change (dynamic NTK); absent = keys hold no position
-   plus retune/uniform_until for encodings whose parameters depend on the sequence length.
+   plus retune/uniform_until for encodings whose parameters depend on the sequence length, and
+   input_grad/bias_grad for the trainer.
    The attention loop knows nothing else about positions: adding an encoding is a file with its
    hooks and a row in registry.c. Every position reaching a hook is a stored position, never a
    KV slot index. */
@@ -55,6 +56,10 @@ typedef struct {
     void (*add_bias)(const Encoding *e, int head, int pos_q, const int *pos_k, int n, float *scores);
     void (*move_key)(const Encoding *to, const Encoding *from, float *k, int n_k, int pos_from, int pos_to);
     int (*retune)(Encoding *e, int seq_len);              /* returns 1 if parameters changed */
+    /* training: gradients of the encoding's own parameters (the learned table, the T5 table).
+       The adjoint of rotate at p is rotate at -p (a rotation's transpose, times the same m). */
+    void (*input_grad)(const Encoding *e, const float *dx, int pos, float *dtable);
+    void (*bias_grad)(const Encoding *e, int head, int pos_q, const int *pos_k, int n, const float *dscores, float *dtable);
     int (*uniform_until)(const Encoding *e, int pos);     /* last position sharing pos's parameters */
     int shiftable;            /* cached state can follow a position change (0: absolute encodings) */
 } EncodingOps;
@@ -92,7 +97,7 @@ int encoding_init(Encoding *e, PeFamily model_family, char *err);
 
 /* Shared by the setups */
 int encoding_error(char *err, const char *fmt, ...);
-extern const EncodingOps pe_none_ops, pe_absolute_ops, pe_rope_ops, pe_dynamic_ops, pe_alibi_ops, pe_t5_ops;
+extern const EncodingOps pe_none_ops, pe_learned_ops, pe_sinusoidal_ops, pe_rope_ops, pe_dynamic_ops, pe_alibi_ops, pe_t5_ops;
 int pe_none_setup(Encoding *e, char *err);
 int pe_learned_setup(Encoding *e, char *err);
 int pe_sinusoidal_setup(Encoding *e, char *err);

@@ -6,8 +6,8 @@
 
 static const EncodingMethod methods[] = {
     {"none",       PE_FAMILY_NONE,     &pe_none_ops,     pe_none_setup,       "no positional encoding (NoPE)"},
-    {"learned",    PE_FAMILY_ABSOLUTE, &pe_absolute_ops, pe_learned_setup,    "learned absolute table (position_embd.weight)"},
-    {"sinusoidal", PE_FAMILY_ABSOLUTE, &pe_absolute_ops, pe_sinusoidal_setup, "fixed sinusoids added to the input (Vaswani)"},
+    {"learned",    PE_FAMILY_ABSOLUTE, &pe_learned_ops,  pe_learned_setup,    "learned absolute table (position_embd.weight)"},
+    {"sinusoidal", PE_FAMILY_ABSOLUTE, &pe_sinusoidal_ops,pe_sinusoidal_setup, "fixed sinusoids added to the input (Vaswani)"},
     {"rope",       PE_FAMILY_ROPE,     &pe_rope_ops,     pe_rope_setup,       "rotary, no scaling"},
     {"linear",     PE_FAMILY_ROPE,     &pe_rope_ops,     pe_linear_setup,     "rotary, position interpolation: theta/s"},
     {"ntk",        PE_FAMILY_ROPE,     &pe_rope_ops,     pe_ntk_setup,        "rotary, NTK-aware base B*s^(n/(n-2))"},

@@ -26,6 +26,12 @@ static void t5_bias(const Encoding *e, int head, int pos_q, const int *pos_k, in
     }
 }
 
+static void t5_bias_grad(const Encoding *e, int head, int pos_q, const int *pos_k, int n, const float *dscores, float *dtable) {
+    int H = e->model.n_heads;
+    for (int j = 0; j < n; j++)
+        dtable[pe_t5_bucket(pos_k[j] - pos_q, 0, e->set.t5_buckets, e->set.t5_max_distance) * H + head] += dscores[j];
+}
+
 int pe_t5_setup(Encoding *e, char *err) {
     if (e->set.t5_buckets <= 0) e->set.t5_buckets = 32;
     if (e->set.t5_max_distance <= 0) e->set.t5_max_distance = 128;
@@ -35,4 +41,4 @@ int pe_t5_setup(Encoding *e, char *err) {
     return 0;
 }
 
-const EncodingOps pe_t5_ops = {.add_bias = t5_bias, .shiftable = 1};
+const EncodingOps pe_t5_ops = {.add_bias = t5_bias, .bias_grad = t5_bias_grad, .shiftable = 1};
