@@ -13,9 +13,11 @@ endif
 
 CORE_SRC  = gguf.c ops.c model.c kvcache.c sampler.c encodings/registry.c encodings/none.c encodings/absolute.c \
             encodings/rope.c encodings/rope_scaling.c encodings/alibi.c encodings/t5.c tokenizer/tokenizer.c
-TEST_SRC  = $(wildcard tests/test_*.c) tests/testmodel.c
+TRAIN_SRC = trainer.c data.c tokenizer/bpe_train.c
+TEST_SRC  = $(wildcard tests/test_*.c) tests/testmodel.c tests/ops_f64.c
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
+TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 FIXTURES ?= ../shared/fixtures/llamacpp
 
 .PHONY: all test test-asan clean
@@ -27,12 +29,14 @@ run: $(BUILD)/run
 $(BUILD)/run: $(BUILD)/run.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/test_all: $(TEST_OBJ) $(CORE_OBJ)
+$(BUILD)/test_all: $(TEST_OBJ) $(CORE_OBJ) $(TRAIN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: %.c $(wildcard *.h encodings/*.h tokenizer/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/ops_f64.o: ops.c   # includes ops.c: rebuild when it changes
 
 test: $(BUILD)/run $(BUILD)/test_all
 	@mkdir -p $(BUILD)/test-tmp

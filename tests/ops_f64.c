@@ -1,0 +1,4 @@
+/* ops.c in double precision, names suffixed _f64, for the finite-difference gradient checks */
+#define REAL double
+#define OPS(name) name##_f64
+#include "ops.c"
