@@ -3,7 +3,7 @@
 CC      ?= cc
 OMP     ?= 1
 BUILD   ?= build
-OPT     ?= -O2 -march=native
+OPT     ?= -O3 -march=native
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter $(OPT) -I.
 LDLIBS  += -lm
 ifeq ($(OMP),1)
@@ -21,7 +21,13 @@ TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 FIXTURES ?= ../shared/fixtures/llamacpp
 
 .PHONY: all test test-asan clean
-all: run
+all: run train
+
+train: $(BUILD)/train
+	cp $< $@
+
+$(BUILD)/train: $(BUILD)/train.o $(CORE_OBJ) $(TRAIN_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 run: $(BUILD)/run
 	cp $< $@
@@ -47,4 +53,4 @@ test-asan:
 	    LDFLAGS="-fsanitize=address,undefined"
 
 clean:
-	rm -rf build build-asan run
+	rm -rf build build-asan run train

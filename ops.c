@@ -1,16 +1,43 @@
 /* Transformer operations, forward and backward side by side; see ops.h. Compiled twice: as is
    (float) and with -DREAL=double -D'OPS(n)=n##_f64' for the gradient checks. */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "ops.h"
 
 #define ATT_TILE 64
+
+/* exp for the softmaxes. libm's exp is a call the compiler cannot vectorise and was a fifth of
+   training time; this one is inline: e^x = 2^n e^r with r in [-ln2/2, ln2/2] and a degree-6
+   polynomial for e^r, max relative error 2e-7 (tests/test_grad.c checks it). The double build
+   keeps libm's exp, for the finite-difference checks. */
+#ifdef OPS_DOUBLE
+#define EXP(x) exp(x)
+#else
+static inline float fast_exp(float x) {
+    if (x < -87.0f) return 0.0f;   /* also -inf from masked scores */
+    if (x > 88.0f) x = 88.0f;
+    float n = floorf(x * 1.44269504f + 0.5f), r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f + r * 1.3888889e-3f)))));
+    union { float f; int32_t i; } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
+}
+#define EXP(x) fast_exp(x)
+#endif
 #define MAX_HD (2 * PE_MAX_PAIRS)
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 /* ------------------------------------------------------------------------------------------ */
-/* matmul: the inner loops are written so that the compiler vectorises them: a 4x4 block of dot
-   products shares its loads; the simd pragma licenses the reordered (vector) sums. */
+/* matmul. One microkernel does the work of all three products: C (+)= A B with row-major A [M][K],
+   B [K][N], computing a block of 4 rows x 32 columns of C in registers, vectorised over the
+   columns (broadcast A, load B, fused multiply-add: no reductions, so no reassociation is needed).
+   The forward x W^T and the weight gradient dy^T x get there through a transpose, which costs
+   1/T of the product. Single rows (decoding) use dot products instead, with no transpose. */
+
+#define MR 4
+#define NR 32
 
 static REAL dot(const REAL *a, const REAL *b, int n) {
     REAL acc = 0;
@@ -19,67 +46,83 @@ static REAL dot(const REAL *a, const REAL *b, int n) {
     return acc;
 }
 
-void OPS(matmul_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *b, int T, int I, int O) {
-    #pragma omp parallel for schedule(static)
-    for (int ob = 0; ob < O; ob += 4) {
-        int on = MIN(4, O - ob);
-        for (int tb = 0; tb < T; tb += 4) {
-            int tn = MIN(4, T - tb);
-            REAL acc[4][4];
-            if (on == 4 && tn == 4) {
-                const REAL *x0 = x + (size_t)tb * I, *x1 = x0 + I, *x2 = x1 + I, *x3 = x2 + I;
-                const REAL *w0 = w + (size_t)ob * I, *w1 = w0 + I, *w2 = w1 + I, *w3 = w2 + I;
-                REAL a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
-                REAL a20 = 0, a21 = 0, a22 = 0, a23 = 0, a30 = 0, a31 = 0, a32 = 0, a33 = 0;
-                #pragma omp simd reduction(+ : a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
-                for (int i = 0; i < I; i++) {
-                    REAL u0 = x0[i], u1 = x1[i], u2 = x2[i], u3 = x3[i], v0 = w0[i], v1 = w1[i], v2 = w2[i], v3 = w3[i];
-                    a00 += u0 * v0; a01 += u0 * v1; a02 += u0 * v2; a03 += u0 * v3;
-                    a10 += u1 * v0; a11 += u1 * v1; a12 += u1 * v2; a13 += u1 * v3;
-                    a20 += u2 * v0; a21 += u2 * v1; a22 += u2 * v2; a23 += u2 * v3;
-                    a30 += u3 * v0; a31 += u3 * v1; a32 += u3 * v2; a33 += u3 * v3;
-                }
-                REAL blk[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}, {a30, a31, a32, a33}};
-                memcpy(acc, blk, sizeof acc);
-            } else {
-                for (int t = 0; t < tn; t++)
-                    for (int o = 0; o < on; o++) acc[t][o] = dot(x + (size_t)(tb + t) * I, w + (size_t)(ob + o) * I, I);
+/* C[m0..m0+mr) x [n0..n0+nr) (+)= A B, mr <= MR, nr <= NR */
+static void gemm_block(REAL *C, const REAL *A, const REAL *B, int K, int N, int m0, int mr, int n0, int nr, int accumulate) {
+    REAL acc[MR][NR];
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++) acc[r][j] = accumulate && r < mr && j < nr ? C[(size_t)(m0 + r) * N + n0 + j] : 0;
+    if (mr == MR && nr == NR) {
+        for (int k = 0; k < K; k++) {
+            const REAL *b = B + (size_t)k * N + n0;
+            for (int r = 0; r < MR; r++) {
+                REAL a = A[(size_t)(m0 + r) * K + k];
+                #pragma omp simd
+                for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];
             }
-            for (int t = 0; t < tn; t++)
-                for (int o = 0; o < on; o++) y[(size_t)(tb + t) * O + ob + o] = acc[t][o] + (b ? b[ob + o] : 0);
         }
+    } else {
+        for (int k = 0; k < K; k++)
+            for (int r = 0; r < mr; r++) {
+                REAL a = A[(size_t)(m0 + r) * K + k];
+                for (int j = 0; j < nr; j++) acc[r][j] += a * B[(size_t)k * N + n0 + j];
+            }
     }
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++) C[(size_t)(m0 + r) * N + n0 + j] = acc[r][j];
+}
+
+static void gemm(REAL *C, const REAL *A, const REAL *B, int M, int K, int N, int accumulate) {
+    int mb = (M + MR - 1) / MR, nb = (N + NR - 1) / NR;
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int bi = 0; bi < mb; bi++)
+        for (int bj = 0; bj < nb; bj++)
+            gemm_block(C, A, B, K, N, bi * MR, MIN(MR, M - bi * MR), bj * NR, MIN(NR, N - bj * NR), accumulate);
+}
+
+/* a reusable per-thread buffer for transposes */
+static REAL *scratch(size_t n) {
+    static _Thread_local REAL *buf;
+    static _Thread_local size_t cap;
+    if (n > cap) {
+        free(buf);
+        buf = malloc(n * sizeof *buf);
+        cap = buf ? n : 0;
+        if (!buf) { fprintf(stderr, "error: out of memory in matmul\n"); exit(1); }
+    }
+    return buf;
+}
+
+static void transpose(REAL *dst, const REAL *src, int rows, int cols) {   /* dst[cols][rows] = src[rows][cols]^T */
+    for (int r0 = 0; r0 < rows; r0 += 32)
+        for (int c0 = 0; c0 < cols; c0 += 32)
+            for (int r = r0; r < MIN(rows, r0 + 32); r++)
+                for (int c = c0; c < MIN(cols, c0 + 32); c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+}
+
+void OPS(matmul_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *b, int T, int I, int O) {
+    if (T < MR) {
+        #pragma omp parallel for schedule(static)
+        for (int o = 0; o < O; o++)
+            for (int t = 0; t < T; t++) y[(size_t)t * O + o] = dot(x + (size_t)t * I, w + (size_t)o * I, I) + (b ? b[o] : 0);
+        return;
+    }
+    REAL *wt = scratch((size_t)I * O);
+    transpose(wt, w, O, I);
+    if (b)
+        for (int t = 0; t < T; t++) memcpy(y + (size_t)t * O, b, (size_t)O * sizeof *y);
+    gemm(y, x, wt, T, I, O, b != NULL);
 }
 
 void OPS(matmul_backward)(REAL *dx, REAL *dw, REAL *db, const REAL *dy, const REAL *x, const REAL *w, int T, int I, int O) {
-    if (dx) {
-        #pragma omp parallel for schedule(static)
-        for (int t = 0; t < T; t++) {   /* dx[t] += sum_o dy[t][o] w[o]: axpy rows, no reduction */
-            REAL *dxt = dx + (size_t)t * I;
-            for (int o = 0; o < O; o++) {
-                REAL a = dy[(size_t)t * O + o];
-                const REAL *wo = w + (size_t)o * I;
-                #pragma omp simd
-                for (int i = 0; i < I; i++) dxt[i] += a * wo[i];
-            }
-        }
+    if (dx) gemm(dx, dy, w, T, O, I, 1);   /* dx[T][I] += dy[T][O] w[O][I] */
+    if (dw) {                               /* dw[O][I] += dy^T[O][T] x[T][I] */
+        REAL *dyt = scratch((size_t)T * O);
+        transpose(dyt, dy, T, O);
+        gemm(dw, dyt, x, O, T, I, 1);
     }
-    if (dw || db) {
-        #pragma omp parallel for schedule(static)
-        for (int o = 0; o < O; o++) {   /* dw[o] += sum_t dy[t][o] x[t] */
-            REAL *dwo = dw ? dw + (size_t)o * I : NULL, bsum = 0;
-            for (int t = 0; t < T; t++) {
-                REAL a = dy[(size_t)t * O + o];
-                const REAL *xt = x + (size_t)t * I;
-                bsum += a;
-                if (dwo) {
-                    #pragma omp simd
-                    for (int i = 0; i < I; i++) dwo[i] += a * xt[i];
-                }
-            }
-            if (db) db[o] += bsum;
-        }
-    }
+    if (db)
+        for (int t = 0; t < T; t++)
+            for (int o = 0; o < O; o++) db[o] += dy[(size_t)t * O + o];
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -191,14 +234,14 @@ void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, 
                 REAL tmax = score_tile(sc, qt, kh, kpos, j0, n, kvd, hd, pos0 + t, h, scale, e);
                 if (tmax == -INFINITY) continue;
                 if (tmax > mx) {   /* rescale what was accumulated under the old maximum */
-                    REAL r = exp(mx - tmax);
+                    REAL r = EXP(mx - tmax);
                     sum *= r;
                     for (int i = 0; i < hd; i++) acc[i] *= r;
                     mx = tmax;
                 }
                 for (int j = 0; j < n; j++) {
                     if (sc[j] == -INFINITY) continue;
-                    REAL p = exp(sc[j] - mx);
+                    REAL p = EXP(sc[j] - mx);
                     const REAL *vj = vh + (size_t)(j0 + j) * kvd;
                     sum += p;
                     #pragma omp simd
@@ -236,7 +279,7 @@ void OPS(attention_backward)(REAL *dq, REAL *dk, REAL *dv, float *dbias_table, c
                         if (sc[j] == -INFINITY) continue;
                         const REAL *kj = kg + (size_t)(j0 + j) * kvd, *vj = vg + (size_t)(j0 + j) * kvd;
                         REAL *dkj = dkg + (size_t)(j0 + j) * kvd, *dvj = dvg + (size_t)(j0 + j) * kvd;
-                        REAL p = exp(sc[j] - L), ds = p * (dot(dot_, vj, hd) - D);
+                        REAL p = EXP(sc[j] - L), ds = p * (dot(dot_, vj, hd) - D);
                         dbias[j] = (float)ds;
                         #pragma omp simd
                         for (int i = 0; i < hd; i++) {

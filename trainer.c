@@ -329,6 +329,11 @@ int trainmodel_save(const TrainModel *tm, const char *path, const TrainFacts *fa
         gguf_w_str(&w, "pelab.train.data", facts->data ? facts->data : "");
         gguf_w_str(&w, "pelab.train.recipe", facts->recipe ? facts->recipe : "");
         gguf_w_f32(&w, "pelab.train.wall_seconds", (float)facts->wall_s);
+        if (facts->passkey_trials) {
+            gguf_w_f32(&w, "pelab.train.heldout_loss", (float)facts->heldout_loss);
+            gguf_w_f32(&w, "pelab.train.passkey_exact", (float)facts->passkey);
+            gguf_w_u32(&w, "pelab.train.passkey_trials", (uint32_t)facts->passkey_trials);
+        }
     }
     gguf_w_u64(&w, "pelab.train.optimizer_steps", tm->step);
     if (write_tokenizer) write_tokenizer(tok_ctx, &w);

@@ -65,8 +65,11 @@ double adamw_lr(const AdamW *opt, uint64_t step);
 /* Key-value facts written into the GGUF (pelab.train.*) */
 typedef struct {
     uint64_t tokens_seen, seed;
-    const char *data, *recipe, *tokenizer_note;
+    const char *data, *recipe;
     double wall_s;
+    double heldout_loss;       /* nats per token at the training length (0: not measured) */
+    double passkey;            /* exact-match rate at the training length, over passkey_trials */
+    int passkey_trials;
 } TrainFacts;
 /* Writes the model (and, with_optimizer, the AdamW state: a resumable checkpoint). The tokenizer
    metadata is written by write_tokenizer(ctx, w). */

@@ -59,13 +59,9 @@ static int vocab_ok(BpeVocab *v, int vocab_size, const char *text, size_t len) {
 }
 
 static int load(Tokenizer *t, const BpeVocab *v) {
-    uint64_t *lens = malloc((size_t)v->n_vocab * sizeof *lens);
     char err[256] = "";
-    for (int i = 0; i < v->n_vocab; i++) lens[i] = strlen(v->pieces[i]);
-    int r = tokenizer_init(t, TOK_SPM, v->n_vocab, (const char *const *)v->pieces, lens, v->scores, v->types,
-                           v->bos, v->eos, v->unk, 1, err);
-    free(lens);
-    CHECK(r == 0, "tokenizer_init: %s", err);
+    int r = bpe_tokenizer(v, t, err);
+    CHECK(r == 0, "bpe_tokenizer: %s", err);
     return r == 0;
 }
 
@@ -358,7 +354,10 @@ static void test_bpe_gguf(void) {
     snprintf(path, sizeof path, "%s/bpe-%ld.gguf", test_tmp_dir, (long)getpid());
     GgufWriter w;
     gguf_w_init(&w);
-    bpe_write_gguf(&w, &v);
+    Tokenizer written;
+    if (!load(&written, &v)) { gguf_w_free(&w); bpe_free(&v); return; }
+    tokenizer_write_gguf(&written, &w);
+    tokenizer_free(&written);
     int r = gguf_w_write(&w, path, err);
     gguf_w_free(&w);
     CHECK(r == 0, "write: %s", err);

@@ -422,14 +422,12 @@ void bpe_free(BpeVocab *v) {
     memset(v, 0, sizeof *v);
 }
 
-void bpe_write_gguf(GgufWriter *w, const BpeVocab *v) {
-    uint64_t n = (uint64_t)v->n_vocab;
-    gguf_w_str(w, "tokenizer.ggml.model", "llama");
-    gguf_w_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->pieces, n);
-    gguf_w_array(w, "tokenizer.ggml.scores", GGUF_F32, v->scores, n);
-    gguf_w_array(w, "tokenizer.ggml.token_type", GGUF_I32, v->types, n);
-    gguf_w_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
-    gguf_w_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
-    gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk);
-    gguf_w_bool(w, "tokenizer.ggml.add_space_prefix", 1);
+int bpe_tokenizer(const BpeVocab *v, Tokenizer *t, char *err) {
+    uint64_t *lens = malloc((size_t)v->n_vocab * sizeof *lens);
+    if (!lens) { snprintf(err, 256, "out of memory"); return -1; }
+    for (int i = 0; i < v->n_vocab; i++) lens[i] = strlen(v->pieces[i]);
+    int r = tokenizer_init(t, TOK_SPM, v->n_vocab, (const char *const *)v->pieces, lens, v->scores, v->types, v->bos, v->eos,
+                           v->unk, 1, err);
+    free(lens);
+    return r;
 }

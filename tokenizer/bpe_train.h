@@ -23,7 +23,7 @@
 #define BPE_TRAIN_H
 #include <stddef.h>
 #include <stdint.h>
-#include "gguf.h"
+#include "tokenizer/tokenizer.h"
 
 #define BPE_N_FIXED 259        /* <unk>, <s>, </s> and the 256 byte tokens */
 #define BPE_MIN_CHAR_COUNT 2   /* rarer characters get no piece (byte fallback) and never merge */
@@ -49,8 +49,7 @@ typedef struct {
 int bpe_train(const char *text, size_t len, int vocab_size, BpeVocab *out, char *err);
 void bpe_free(BpeVocab *v);
 
-/* Writes tokenizer.ggml.model = "llama", .tokens, .scores, .token_type, .bos_token_id, .eos_token_id,
-   .unknown_token_id and .add_space_prefix = true: the keys the runtime's tokenizer loader reads. */
-void bpe_write_gguf(GgufWriter *w, const BpeVocab *v);
+/* The runtime tokenizer (TOK_SPM, add_space_prefix) for a trained vocabulary; 0 or -1 + err. */
+int bpe_tokenizer(const BpeVocab *v, Tokenizer *t, char *err);
 
 #endif

@@ -296,3 +296,15 @@ int tokenizer_decode(const Tokenizer *t, int prev, int id, char *out, int cap) {
     }
     return n;
 }
+
+void tokenizer_write_gguf(const Tokenizer *t, GgufWriter *w) {
+    uint64_t n = (uint64_t)t->n_vocab;
+    gguf_w_str(w, "tokenizer.ggml.model", t->kind == TOK_BYTES ? "bytes" : "llama");
+    gguf_w_str_array(w, "tokenizer.ggml.tokens", (const char *const *)t->pieces, n);
+    gguf_w_array(w, "tokenizer.ggml.scores", GGUF_F32, t->scores, n);
+    gguf_w_array(w, "tokenizer.ggml.token_type", GGUF_I32, t->types, n);
+    if (t->bos >= 0) gguf_w_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)t->bos);
+    if (t->eos >= 0) gguf_w_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)t->eos);
+    if (t->unk >= 0) gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)t->unk);
+    gguf_w_bool(w, "tokenizer.ggml.add_space_prefix", t->add_space_prefix);
+}

@@ -9,6 +9,7 @@
 #define TOKENIZER_H
 #include <stddef.h>
 #include <stdint.h>
+#include "gguf.h"
 
 typedef enum { TOK_SPM, TOK_BYTES } TokKind;
 
@@ -40,5 +41,9 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int add_b
 /* The bytes token `id` stands for, after token `prev` (a piece right after BOS loses its
    dummy-prefix space). Writes at most cap bytes to out, returns the count. Unknown/control ids -> 0. */
 int tokenizer_decode(const Tokenizer *t, int prev, int id, char *out, int cap);
+
+/* Writes the tokenizer.ggml.* keys the model loader reads (model, tokens, scores, token_type,
+   bos/eos/unknown ids, add_space_prefix). */
+void tokenizer_write_gguf(const Tokenizer *t, GgufWriter *w);
 
 #endif
