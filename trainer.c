@@ -142,8 +142,8 @@ int trainmodel_load(TrainModel *tm, const char *path, const PeSettings *pe, int 
     if (model_open(&m, path, err)) return -1;
     if (m.c.arch != ARCH_PELAB) { model_close(&m); return encoding_error(err, "%s: only pelab models can be trained", path); }
     tm->c = m.c;
-    const PeSettings *set = pe ? pe : &m.c.pe;
-    int ok = allocate(tm, set, err) == 0;
+    PeSettings set = pe ? *pe : m.c.pe;   /* a copy: m is closed before the encoding is set up */
+    int ok = allocate(tm, &set, err) == 0;
     char name[128];
     int64_t step = 0;
     for (int i = 0; ok && i < tm->n_tensors; i++) {
@@ -161,7 +161,7 @@ int trainmodel_load(TrainModel *tm, const char *path, const PeSettings *pe, int 
     }
     if (ok && gguf_get_int(&m.gguf, "pelab.train.optimizer_steps", 0, INT64_MAX, &step, err) >= 0) tm->step = (uint64_t)step;
     model_close(&m);
-    if (!ok || setup_encoding(tm, set, run_ctx, err)) { trainmodel_free(tm); return -1; }
+    if (!ok || setup_encoding(tm, &set, run_ctx, err)) { trainmodel_free(tm); return -1; }
     return 0;
 }
 
