@@ -11,7 +11,8 @@
 
 /* exp for the softmaxes. libm's exp is a call the compiler cannot vectorise and was a fifth of
    training time; this one is inline: e^x = 2^n e^r with r in [-ln2/2, ln2/2] and a degree-6
-   polynomial for e^r, max relative error 2e-7 (tests/test_grad.c checks it). The double build
+   polynomial for e^r, max relative error ~2e-7 (tests/test_grad.c compares float attention with the
+   double build's). The double build
    keeps libm's exp, for the finite-difference checks. */
 #ifdef OPS_DOUBLE
 #define EXP(x) exp(x)
@@ -203,54 +204,83 @@ void OPS(gelu_backward)(REAL *dx, const REAL *dout, const REAL *x, long n) {
 /* ------------------------------------------------------------------------------------------ */
 /* attention */
 
-/* scores of one query against keys [j0, j0+n) of one KV head, masked by stored position, plus the
-   encoding's bias; returns the tile maximum (-inf when every key is masked) */
-static REAL score_tile(REAL *sc, const REAL *q, const REAL *k, const int *kpos, int j0, int n, int kvd, int hd, int pq, int h,
-                       REAL scale, const Encoding *e) {
-    for (int j = 0; j < n; j++)
-        sc[j] = kpos[j0 + j] > pq ? -INFINITY : dot(q, k + (size_t)(j0 + j) * kvd, hd) * scale;
+/* Both passes walk key tiles of ATT_TILE keys for a block of up to QB queries of one head. Each tile
+   of K (and V) is transposed once per block, so the scores of a query are computed across the tile's
+   keys in vector lanes; masked keys get -inf and an exp of exactly 0, so the loops have no branches. */
+#define QB 8
+
+/* kt[i][j] = key j0+j of KV head g, dimension i */
+static void tile_transpose(REAL *kt, const REAL *k, int j0, int n, int kvd, int hd) {
+    for (int j = 0; j < ATT_TILE; j++)   /* a short last tile is padded with zeros (masked anyway) */
+        for (int i = 0; i < hd; i++) kt[i * ATT_TILE + j] = j < n ? k[(size_t)(j0 + j) * kvd + i] : 0;
+}
+
+/* scaled, masked, biased scores of one query against a transposed tile; returns their maximum */
+static REAL tile_scores(REAL *sc, const REAL *q, const REAL *kt, const int *kpos, int n, int hd, int pq, int h, REAL scale,
+                        const Encoding *e) {
+    for (int j = 0; j < ATT_TILE; j++) sc[j] = 0;
+    for (int i = 0; i < hd; i++) {
+        REAL qi = q[i] * scale;
+        #pragma omp simd
+        for (int j = 0; j < ATT_TILE; j++) sc[j] += qi * kt[i * ATT_TILE + j];
+    }
     if (e->ops->add_bias) {
         float bias[ATT_TILE] = {0};
-        e->ops->add_bias(e, h, pq, kpos + j0, n, bias);
+        e->ops->add_bias(e, h, pq, kpos, n, bias);
         for (int j = 0; j < n; j++) sc[j] += bias[j];
     }
     REAL mx = -INFINITY;
-    for (int j = 0; j < n; j++) mx = sc[j] > mx ? sc[j] : mx;
+    for (int j = 0; j < ATT_TILE; j++) {
+        if (j >= n || kpos[j] > pq) sc[j] = -INFINITY;   /* masked by stored position, never by slot */
+        mx = sc[j] > mx ? sc[j] : mx;
+    }
     return mx;
 }
 
 void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, const REAL *v, const int *kpos, int n_keys,
                             int pos0, int T, int H, int Hkv, int hd, const Encoding *e) {
-    int qd = H * hd, kvd = Hkv * hd, group = H / Hkv;
+    int qd = H * hd, kvd = Hkv * hd, group = H / Hkv, n_blocks = (T + QB - 1) / QB;
     REAL scale = (REAL)(1.0 / sqrt((double)hd));
-    #pragma omp parallel for collapse(2) schedule(dynamic, 4)
-    for (int t = 0; t < T; t++) {
-        for (int h = 0; h < H; h++) {
-            const REAL *qt = q + (size_t)t * qd + (size_t)h * hd;
-            const REAL *kh = k + (size_t)(h / group) * hd, *vh = v + (size_t)(h / group) * hd;
-            REAL acc[MAX_HD] = {0}, sc[ATT_TILE], mx = -INFINITY, sum = 0;
+    #pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int h = 0; h < H; h++) {
+        for (int blk = 0; blk < n_blocks; blk++) {
+            int t0 = blk * QB, nq = MIN(QB, T - t0), g = h / group;
+            REAL kt[MAX_HD * ATT_TILE], sc[ATT_TILE], acc[QB][MAX_HD], mx[QB], sum[QB];
+            for (int r = 0; r < nq; r++) {
+                mx[r] = -INFINITY;
+                sum[r] = 0;
+                for (int i = 0; i < hd; i++) acc[r][i] = 0;
+            }
             for (int j0 = 0; j0 < n_keys; j0 += ATT_TILE) {
                 int n = MIN(ATT_TILE, n_keys - j0);
-                REAL tmax = score_tile(sc, qt, kh, kpos, j0, n, kvd, hd, pos0 + t, h, scale, e);
-                if (tmax == -INFINITY) continue;
-                if (tmax > mx) {   /* rescale what was accumulated under the old maximum */
-                    REAL r = EXP(mx - tmax);
-                    sum *= r;
-                    for (int i = 0; i < hd; i++) acc[i] *= r;
-                    mx = tmax;
-                }
-                for (int j = 0; j < n; j++) {
-                    if (sc[j] == -INFINITY) continue;
-                    REAL p = EXP(sc[j] - mx);
-                    const REAL *vj = vh + (size_t)(j0 + j) * kvd;
-                    sum += p;
-                    #pragma omp simd
-                    for (int i = 0; i < hd; i++) acc[i] += p * vj[i];
+                tile_transpose(kt, k + (size_t)g * hd, j0, n, kvd, hd);
+                for (int r = 0; r < nq; r++) {
+                    int t = t0 + r;
+                    REAL tmax = tile_scores(sc, q + (size_t)t * qd + (size_t)h * hd, kt, kpos + j0, n, hd, pos0 + t, h, scale, e);
+                    if (tmax == -INFINITY) continue;
+                    if (tmax > mx[r]) {   /* rescale what was accumulated under the old maximum */
+                        REAL c = EXP(mx[r] - tmax);
+                        sum[r] *= c;
+                        for (int i = 0; i < hd; i++) acc[r][i] *= c;
+                        mx[r] = tmax;
+                    }
+                    REAL m = mx[r], s = 0;
+                    #pragma omp simd reduction(+ : s)
+                    for (int j = 0; j < ATT_TILE; j++) s += sc[j] = EXP(sc[j] - m);
+                    sum[r] += s;
+                    for (int j = 0; j < n; j++) {
+                        const REAL *vj = v + (size_t)(j0 + j) * kvd + (size_t)g * hd;
+                        REAL p = sc[j];
+                        #pragma omp simd
+                        for (int i = 0; i < hd; i++) acc[r][i] += p * vj[i];
+                    }
                 }
             }
-            REAL *ot = out + (size_t)t * qd + (size_t)h * hd;
-            for (int i = 0; i < hd; i++) ot[i] = acc[i] / sum;   /* sum > 0: the query's own key is never masked */
-            if (lse) lse[(size_t)t * H + h] = mx + log(sum);
+            for (int r = 0; r < nq; r++) {   /* sum > 0: a query's own key is never masked */
+                REAL *ot = out + (size_t)(t0 + r) * qd + (size_t)h * hd;
+                for (int i = 0; i < hd; i++) ot[i] = acc[r][i] / sum[r];
+                if (lse) lse[(size_t)(t0 + r) * H + h] = mx[r] + log(sum[r]);
+            }
         }
     }
 }
@@ -263,28 +293,39 @@ void OPS(attention_backward)(REAL *dq, REAL *dk, REAL *dv, float *dbias_table, c
     /* one KV head per iteration: its dk/dv rows, and its heads' dq and bias columns, are disjoint */
     #pragma omp parallel for schedule(dynamic, 1)
     for (int g = 0; g < Hkv; g++) {
-        const REAL *kg = k + (size_t)g * hd, *vg = v + (size_t)g * hd;
-        REAL *dkg = dk + (size_t)g * hd, *dvg = dv + (size_t)g * hd;
-        for (int h = g * group; h < (g + 1) * group; h++) {
-            for (int t = 0; t < T; t++) {
-                const REAL *qt = q + (size_t)t * qd + (size_t)h * hd, *dot_ = dout + (size_t)t * qd + (size_t)h * hd;
-                REAL *dqt = dq + (size_t)t * qd + (size_t)h * hd;
-                REAL D = dot(dot_, out + (size_t)t * qd + (size_t)h * hd, hd), L = lse[(size_t)t * H + h], sc[ATT_TILE];
-                for (int j0 = 0; j0 < n_keys; j0 += ATT_TILE) {
-                    int n = MIN(ATT_TILE, n_keys - j0);
-                    if (score_tile(sc, qt, kg, kpos, j0, n, kvd, hd, pos0 + t, h, scale, e) == -INFINITY) continue;
+        REAL kt[MAX_HD * ATT_TILE], vt[MAX_HD * ATT_TILE], sc[ATT_TILE], dp[ATT_TILE];
+        for (int j0 = 0; j0 < n_keys; j0 += ATT_TILE) {
+            int n = MIN(ATT_TILE, n_keys - j0);
+            tile_transpose(kt, k + (size_t)g * hd, j0, n, kvd, hd);
+            tile_transpose(vt, v + (size_t)g * hd, j0, n, kvd, hd);
+            for (int h = g * group; h < (g + 1) * group; h++) {
+                for (int t = 0; t < T; t++) {
+                    const REAL *qt = q + (size_t)t * qd + (size_t)h * hd, *dot_ = dout + (size_t)t * qd + (size_t)h * hd;
+                    if (tile_scores(sc, qt, kt, kpos + j0, n, hd, pos0 + t, h, scale, e) == -INFINITY) continue;
+                    REAL L = lse[(size_t)t * H + h], D = dot(dot_, out + (size_t)t * qd + (size_t)h * hd, hd);
+                    for (int j = 0; j < ATT_TILE; j++) dp[j] = 0;
+                    for (int i = 0; i < hd; i++) {   /* dp[j] = dout . v_j, across the tile */
+                        REAL di = dot_[i];
+                        #pragma omp simd
+                        for (int j = 0; j < ATT_TILE; j++) dp[j] += di * vt[i * ATT_TILE + j];
+                    }
                     float dbias[ATT_TILE];
+                    #pragma omp simd
+                    for (int j = 0; j < ATT_TILE; j++) {
+                        REAL p = EXP(sc[j] - L);
+                        sc[j] = p;                    /* p, for dv */
+                        dp[j] = p * (dp[j] - D);      /* ds = dS/dscore */
+                        dbias[j] = (float)dp[j];
+                    }
+                    REAL *dqt = dq + (size_t)t * qd + (size_t)h * hd;
                     for (int j = 0; j < n; j++) {
-                        dbias[j] = 0;
-                        if (sc[j] == -INFINITY) continue;
-                        const REAL *kj = kg + (size_t)(j0 + j) * kvd, *vj = vg + (size_t)(j0 + j) * kvd;
-                        REAL *dkj = dkg + (size_t)(j0 + j) * kvd, *dvj = dvg + (size_t)(j0 + j) * kvd;
-                        REAL p = EXP(sc[j] - L), ds = p * (dot(dot_, vj, hd) - D);
-                        dbias[j] = (float)ds;
+                        const REAL *kj = k + (size_t)(j0 + j) * kvd + (size_t)g * hd;
+                        REAL *dkj = dk + (size_t)(j0 + j) * kvd + (size_t)g * hd, *dvj = dv + (size_t)(j0 + j) * kvd + (size_t)g * hd;
+                        REAL ds = dp[j] * scale, p = sc[j];
                         #pragma omp simd
                         for (int i = 0; i < hd; i++) {
-                            dqt[i] += ds * scale * kj[i];
-                            dkj[i] += ds * scale * qt[i];
+                            dqt[i] += ds * kj[i];
+                            dkj[i] += ds * qt[i];
                             dvj[i] += p * dot_[i];
                         }
                     }
