@@ -190,7 +190,8 @@ static void test_attention_float_matches_double(void) {
     double worst = 0, worst_lse = 0;
     for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs(of[i] - od[i]));
     for (int i = 0; i < FT * FH; i++) worst_lse = fmax(worst_lse, fabs(lsef[i] - lsed[i]));
-    CHECK(worst < 2e-6 && worst_lse < 2e-5, "float attention differs from double: out %.3g, lse %.3g", worst, worst_lse);
+    printf("     float vs double attention: out %.3g, lse %.3g\n", worst, worst_lse);
+    CHECK(worst < 6e-7 && worst_lse < 1e-6, "float attention differs from double: out %.3g, lse %.3g", worst, worst_lse);
     free(qd); free(kd); free(vd); free(od); free(qf); free(kf); free(vf); free(of);
 }
 
