@@ -20,17 +20,17 @@ TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 FIXTURES ?= ../shared/fixtures/llamacpp
 
-.PHONY: all test test-asan clean
+.PHONY: all test test-asan clean models
 all: run train
 
 train: $(BUILD)/train
-	cp $< $@
+	rm -f $@ && cp $< $@   # a new inode: a running ./$@ keeps its own
 
 $(BUILD)/train: $(BUILD)/train.o $(CORE_OBJ) $(TRAIN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 run: $(BUILD)/run
-	cp $< $@
+	rm -f $@ && cp $< $@   # a new inode: a running ./$@ keeps its own
 
 $(BUILD)/run: $(BUILD)/run.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -51,6 +51,9 @@ test: $(BUILD)/run $(BUILD)/test_all
 test-asan:
 	$(MAKE) test BUILD=build-asan OMP=0 OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined"
+
+models: train
+	sh models/make-zoo.sh
 
 clean:
 	rm -rf build build-asan run train

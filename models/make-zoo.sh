@@ -1,0 +1,52 @@
+#!/bin/sh
+# Rebuilds the model zoo from scratch: one model per positional encoding, identical otherwise (data,
+# tokenizer, size, seed, recipe), then the RoPE model fine-tuned at 4x its training length with
+# position interpolation and with YaRN. Writes models/zoo/*.gguf, logs in logs/zoo-*.log, and the
+# model card models/zoo/card.md. Usage: sh models/make-zoo.sh [names...]   (default: all)
+set -eu
+cd "$(dirname "$0")/.."
+[ -f data/brown-train.txt ] || sh models/fetch-brown.sh data
+make -s train
+mkdir -p models/zoo logs
+TH=${TH:-2}
+
+# The frozen recipe (see README, "The recipe search"). Phase A is passkey-only until retrieval has
+# formed; phase B mixes language modelling back in.
+L=256
+COMMON="-data data/brown-train.txt -heldout data/brown-heldout.txt -tokenizer bytes -ctx $L -dim 128 -layers 4 -heads 4
+        -hidden 352 -batch 16 -lr 3e-3 -warmup 100 -seed 1 -th $TH -eval-every 250 -passkey-trials 5"
+MIX=${MIX:-0:1,1200:0.5}
+STEPS=${STEPS:-2000}
+RECIPE="bytes, d128 x4 layers, batch 16 x $L, steps $STEPS, passkey mix $MIX, answer weight 4, marker, seed 1"
+# fine-tunes: 4x the training length, s = 4, a few percent of the pre-training tokens
+FT="-data data/brown-train.txt -heldout data/brown-heldout.txt -ctx $((4 * L)) -orig-ctx $L -scale 4 -batch 4 -steps 120
+    -warmup 10 -lr 1e-3 -mix 0:0.5 -seed 1 -th $TH -eval-every 60 -passkey-trials 5"
+
+train_one() {   # name, flags...
+    name=$1; shift
+    echo "== $name" >&2
+    ./train "$@" -o "models/zoo/$name.gguf" > "logs/zoo-$name.out" 2> "logs/zoo-$name.log"
+    cat "logs/zoo-$name.out"
+}
+
+names=${*:-"rope alibi sinusoidal learned none t5 rope-pi4 rope-yarn4"}
+for n in $names; do
+    case $n in
+    rope|alibi|sinusoidal|learned|none|t5) train_one "$n" $COMMON -pe "$n" -mix "$MIX" -steps "$STEPS" -recipe "$RECIPE" ;;
+    rope-pi4) train_one "$n" $FT -init models/zoo/rope.gguf -pe linear -recipe "fine-tune of rope.gguf: PI s=4 at $((4 * L))" ;;
+    rope-yarn4) train_one "$n" $FT -init models/zoo/rope.gguf -pe yarn -recipe "fine-tune of rope.gguf: YaRN s=4 at $((4 * L))" ;;
+    *) echo "unknown zoo model $n" >&2; exit 1 ;;
+    esac
+done
+
+# the model card, from each model's summary line
+{
+    echo "| model | parameters | tokens | wall time | tokens/s | held-out ppl (bytes) at its length | passkey exact at its length |"
+    echo "|---|---|---|---|---|---|---|"
+    for f in logs/zoo-*.out; do
+        awk '{ name=$1; sub(/:$/, "", name); sub(/.*\//, "", name); sub(/\.gguf$/, "", name);
+               ppl=$14; sub(/,$/, "", ppl);
+               printf "| %s | %s | %s | %s s | %s | %s | %s %s %s |\n", name, $2, $4, $6, $8, ppl, $16, $17, $18 }' "$f"
+    done
+} > models/zoo/card.md
+cat models/zoo/card.md
