@@ -47,20 +47,13 @@ uint64_t rng_below(Rng *r, uint64_t n) {
 
 /* ---- Corpus ---- */
 
-/* Bytes outside well-formed UTF-8 (the same rules as the tokenizer's byte fallback). */
+/* Bytes outside well-formed UTF-8 (the tokenizer's own rule). */
 static size_t utf8_invalid(const unsigned char *s, size_t n) {
     size_t bad = 0;
     for (size_t i = 0; i < n;) {
-        unsigned c = s[i], lo = 0x80, hi = 0xBF;
-        size_t len = 0;
-        if (c < 0x80) { i++; continue; }
-        if (c >= 0xC2 && c <= 0xDF) len = 2;
-        else if (c >= 0xE0 && c <= 0xEF) { len = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
-        else if (c >= 0xF0 && c <= 0xF4) { len = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
-        int ok = len && i + len <= n && s[i + 1] >= lo && s[i + 1] <= hi;
-        for (size_t k = 2; ok && k < len; k++) ok = (s[i + k] & 0xC0) == 0x80;
-        if (ok) i += len;
-        else { bad++; i++; }
+        int len = tokenizer_utf8_len(s + i, n - i);
+        bad += len == 1 && s[i] >= 0x80;
+        i += (size_t)len;
     }
     return bad;
 }

@@ -51,21 +51,6 @@ static Slot *map_find(StrMap *m, const char *s, int len, int add) {
     return &m->a[i];
 }
 
-/* Same rule as the runtime: a well-formed UTF-8 sequence, or 1 for a byte that starts none. */
-static int utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0], lo = 0x80, hi = 0xBF;
-    int len;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
-    else return 1;
-    if ((size_t)len > n || s[1] < lo || s[1] > hi) return 1;
-    for (int i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80) return 1;
-    return len;
-}
-
 /* Characters that never join a merge: digits (numbers stay one token per digit) and C0/DEL/C1
    controls (a piece never holds '\n' with anything else). */
 static int never_merges(const char *s, int len) {
@@ -309,7 +294,7 @@ int bpe_train(const char *text, size_t len, int vocab_size, BpeVocab *out, char 
         else buf[n++] = text[i];
     }
     for (int i = 0, l; i < n; i += l) {
-        l = utf8_len((const unsigned char *)buf + i, (size_t)(n - i));
+        l = tokenizer_utf8_len((const unsigned char *)buf + i, (size_t)(n - i));
         Slot *s = map_find(&chars, buf + i, l, 1);
         if (!s) goto oom;
         s->count++;
@@ -341,7 +326,7 @@ int bpe_train(const char *text, size_t len, int vocab_size, BpeVocab *out, char 
     for (int i = 0, ws = -1, l = 0;; i += l) {
         int joins = 0, space = 0;
         if (i < n) {
-            l = utf8_len((const unsigned char *)buf + i, (size_t)(n - i));
+            l = tokenizer_utf8_len((const unsigned char *)buf + i, (size_t)(n - i));
             joins = map_find(&chars, buf + i, l, 0)->id >= 0 && !never_merges(buf + i, l);
             space = l == 3 && memcmp(buf + i, SPACE_MARK, 3) == 0;
         }
@@ -366,7 +351,7 @@ int bpe_train(const char *text, size_t len, int vocab_size, BpeVocab *out, char 
         Word *W = &t.words[t.n_words];
         *W = (Word){pool, 0, s->count};
         for (int j = 0, l; j < s->len; j += l) {
-            l = utf8_len((const unsigned char *)s->s + j, (size_t)(s->len - j));
+            l = tokenizer_utf8_len((const unsigned char *)s->s + j, (size_t)(s->len - j));
             W->sym[W->n++] = map_find(&chars, s->s + j, l, 0)->id;
         }
         pool += W->n;

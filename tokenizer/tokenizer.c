@@ -142,7 +142,7 @@ void tokenizer_free(Tokenizer *t) {
 
 /* Length of the well-formed UTF-8 sequence at s (n bytes left), or 1 for an invalid byte: stray
    continuation bytes, C0/C1/F5-FF, overlongs, surrogates, > U+10FFFF and truncated sequences. */
-static int utf8_len(const unsigned char *s, size_t n) {
+int tokenizer_utf8_len(const unsigned char *s, size_t n) {
     unsigned c = s[0], lo = 0x80, hi = 0xBF;
     int len;
     if (c < 0x80) return 1;
@@ -221,7 +221,7 @@ static int encode_spm(const Tokenizer *t, const char *text, size_t len, int add_
     }
     if (!(sym = malloc(((size_t)n + 1) * sizeof *sym))) goto done;
     for (int i = 0; i < n; n_sym++) {
-        int l = utf8_len((const unsigned char *)buf + i, (size_t)(n - i));
+        int l = tokenizer_utf8_len((const unsigned char *)buf + i, (size_t)(n - i));
         sym[n_sym] = (Symbol){i, l, n_sym - 1, n_sym + 1, lookup(t, buf + i, l)};
         i += l;
     }

@@ -42,6 +42,10 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int add_b
    dummy-prefix space). Writes at most cap bytes to out, returns the count. Unknown/control ids -> 0. */
 int tokenizer_decode(const Tokenizer *t, int prev, int id, char *out, int cap);
 
+/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 1 for a byte that starts none:
+   the rule by which the tokenizer falls back to bytes (shared by the BPE trainer and the corpus). */
+int tokenizer_utf8_len(const unsigned char *s, size_t n);
+
 /* Writes the tokenizer.ggml.* keys the model loader reads (model, tokens, scores, token_type,
    bos/eos/unknown ids, add_space_prefix). */
 void tokenizer_write_gguf(const Tokenizer *t, GgufWriter *w);
