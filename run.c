@@ -1,5 +1,6 @@
-/* ./run: load a GGUF model, choose how positions are encoded, and generate text or dump logits.
-   Every bad input ends in one line on stderr naming the problem and exit status 1. */
+/* ./run: load a GGUF model, choose how positions are encoded, and generate text, dump logits, or
+   evaluate (perplexity, needle grid: eval.h). Every bad input ends in one line on stderr naming the
+   problem and exit status 1. */
 #include <errno.h>
 #include <stdarg.h>
 #include <limits.h>
@@ -11,6 +12,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include "eval.h"
 #include "model.h"
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -29,7 +31,7 @@ static void usage(void) {
     char names[160];
     encoding_list(names, sizeof names);
     printf("usage: ./run model.gguf [options]\n"
-           "  -m MODE            generate (default) | logits\n"
+           "  -m MODE            generate (default) | logits | ppl | needle\n"
            "  -i TEXT            prompt (generate)\n"
            "  -n N               tokens to generate (default 256)\n"
            "  -t T               temperature, 0 = greedy (default 1.0)\n"
@@ -57,7 +59,23 @@ static void usage(void) {
            "  -alibi-max-bias F  ALiBi maximum bias (default: the file's, else 8)\n"
            "logits mode:\n"
            "  -tokens A,B,C      token ids to run\n"
-           "  -dump FILE         write T rows of n_vocab little-endian float32 logits\n", names);
+           "  -dump FILE         write T rows of n_vocab little-endian float32 logits\n"
+           "ppl mode (perplexity over a text, windows of -ctx tokens):\n"
+           "  -f FILE            the text (ppl), the corpus haystack (needle)\n"
+           "  -stride S          sliding window: each window after the first scores its last S tokens\n"
+           "                     (default: -ctx, non-overlapping)\n"
+           "  -max-tokens M      score at most the first M tokens of the text (default: all)\n"
+           "  -bucket L          position bucket unit: [0,L), [L,2L), [2L,4L), ... (default: training length)\n"
+           "  -csv FILE          write the table as CSV (ppl and needle)\n"
+           "needle mode (passkey grid: lengths x depths x trials x haystacks):\n"
+           "  -lengths A,B,C     prompt lengths in tokens (default: L, 2L, 4L; with -ctx: L, 2L, ... up to -ctx)\n"
+           "  -depths N          needle depths evenly spaced over 0..100%% (default 11)\n"
+           "  -trials N          prompts per cell (default 5)\n"
+           "  -haystack H        filler | corpus | both (default both; corpus needs -f)\n"
+           "  -marker 0|1        marker byte 0x01 before the keys (default 1)\n"
+           "  -svg FILE          heatmap of accuracy by length and depth\n"
+           "  -distance-svg FILE accuracy by needle-to-question distance, one curve per length\n"
+           "  -distance-csv FILE the distance view as CSV\n", names);
 }
 
 /* ---- strict number parsing: the whole string, in range, finite ---- */
@@ -77,7 +95,8 @@ static double parse_num(const char *flag, const char *s, double lo, double hi) {
     return v;
 }
 
-static int *parse_tokens(const char *s, int *n) {
+/* comma-separated non-negative integers (-tokens, -lengths) */
+static int *parse_list(const char *flag, const char *what, const char *s, int *n) {
     int cap = 16, count = 0;
     int *ids = malloc(cap * sizeof *ids);
     const char *p = s;
@@ -85,15 +104,15 @@ static int *parse_tokens(const char *s, int *n) {
         char *end;
         errno = 0;
         long v = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : -1;   /* digits only: no sign, no spaces */
-        if (errno || v < 0 || v > INT_MAX) die("-tokens expects comma-separated token ids, got '%s'", s);
+        if (errno || v < 0 || v > INT_MAX) die("%s expects comma-separated %s, got '%s'", flag, what, s);
         if (count == cap) ids = realloc(ids, (cap *= 2) * sizeof *ids);
         if (!ids) break;
         ids[count++] = (int)v;
         if (!*end) break;
-        if (*end != ',') die("-tokens expects comma-separated token ids, got '%s'", s);
+        if (*end != ',') die("%s expects comma-separated %s, got '%s'", flag, what, s);
         p = end + 1;
     }
-    if (!ids) die("out of memory parsing -tokens");
+    if (!ids) die("out of memory parsing %s", flag);
     *n = count;
     return ids;
 }
@@ -109,7 +128,17 @@ typedef struct {
     int orig_ctx, rope_dims;
     int rope_flag;    /* the first RoPE-only flag given, for the error on non-RoPE models */
     const char *rope_flag_name;
+    /* evaluation modes; the first flag given of each group, for the error in another mode */
+    const char *text, *csv, *lengths, *haystack, *svg, *dist_svg, *dist_csv;
+    int stride, bucket, depths, trials, marker;
+    long max_tokens;
+    const char *eval_flag, *ppl_flag, *needle_flag;
 } Args;
+
+static int one_of(const char *f, const char *const *list) {
+    while (*list && strcmp(*list, f)) list++;
+    return *list != NULL;
+}
 
 static void parse_args(Args *a, int argc, char **argv) {
     memset(a, 0, sizeof *a);
@@ -121,22 +150,29 @@ static void parse_args(Args *a, int argc, char **argv) {
     a->topp = 0.9f;
     a->seed = (unsigned long long)time(NULL);
     a->yarn_ext = -1;
+    a->depths = 11;
+    a->trials = 5;
+    a->marker = 1;
+    a->haystack = "both";
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) { usage(); exit(0); }
     if (argc < 2 || argv[1][0] == '-') die("the first argument must be a model file (see ./run -h)");
     a->model_path = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(); exit(0); }
-        static const char *known[] = {"-m", "-i", "-n", "-t", "-p", "-s", "-ctx", "-chunk", "-th", "-keep", "-tokens", "-pos0",
+        static const char *const known[] = {"-m", "-i", "-n", "-t", "-p", "-s", "-ctx", "-chunk", "-th", "-keep", "-tokens", "-pos0",
             "-dump", "-pe", "-alibi-max-bias", "-scale", "-orig-ctx", "-rope-base", "-rope-dims", "-rope-layout", "-yarn-beta-fast",
             "-yarn-beta-slow", "-yarn-attn", "-yarn-ext", "-llama3-low", "-llama3-high", NULL};
-        int k = 0;
-        while (known[k] && strcmp(known[k], f)) k++;
+        static const char *const eval_flags[] = {"-f", "-csv", NULL}, *const ppl_flags[] = {"-stride", "-max-tokens", "-bucket", NULL},
+            *const needle_flags[] = {"-lengths", "-depths", "-trials", "-haystack", "-marker", "-svg", "-distance-svg", "-distance-csv", NULL};
+        const char **group = one_of(f, eval_flags) ? &a->eval_flag : one_of(f, ppl_flags) ? &a->ppl_flag
+                           : one_of(f, needle_flags) ? &a->needle_flag : NULL;
         if (f[0] != '-') die("unexpected argument '%s' (flags start with '-', see ./run -h)", f);
-        if (!known[k]) die("unknown flag %s (see ./run -h)", f);
+        if (!group && !one_of(f, known)) die("unknown flag %s (see ./run -h)", f);
         if (i + 1 >= argc) die("flag %s needs a value", f);
         const char *v = argv[++i];
         int rope_only = 0;
+        if (group && !*group) *group = f;
         if (!strcmp(f, "-m")) a->mode = v;
         else if (!strcmp(f, "-i")) a->prompt = v;
         else if (!strcmp(f, "-n")) a->steps = (int)parse_int(f, v, 0, INT_MAX);
@@ -152,6 +188,19 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "-dump")) a->dump = v;
         else if (!strcmp(f, "-pe")) a->pe = v;
         else if (!strcmp(f, "-alibi-max-bias")) a->alibi_max_bias = parse_num(f, v, 1e-6, 1e6);
+        else if (!strcmp(f, "-f")) a->text = v;
+        else if (!strcmp(f, "-csv")) a->csv = v;
+        else if (!strcmp(f, "-stride")) a->stride = (int)parse_int(f, v, 1, 1 << 24);
+        else if (!strcmp(f, "-max-tokens")) a->max_tokens = parse_int(f, v, 1, LONG_MAX);
+        else if (!strcmp(f, "-bucket")) a->bucket = (int)parse_int(f, v, 1, 1 << 24);
+        else if (!strcmp(f, "-lengths")) a->lengths = v;
+        else if (!strcmp(f, "-depths")) a->depths = (int)parse_int(f, v, 1, NEEDLE_MAX_DEPTHS);
+        else if (!strcmp(f, "-trials")) a->trials = (int)parse_int(f, v, 1, 1000000);
+        else if (!strcmp(f, "-haystack")) a->haystack = v;
+        else if (!strcmp(f, "-marker")) a->marker = (int)parse_int(f, v, 0, 1);
+        else if (!strcmp(f, "-svg")) a->svg = v;
+        else if (!strcmp(f, "-distance-svg")) a->dist_svg = v;
+        else if (!strcmp(f, "-distance-csv")) a->dist_csv = v;
         else {
             rope_only = 1;
             if (!strcmp(f, "-scale")) a->scale = parse_num(f, v, 1e-6, 1e6);
@@ -172,7 +221,16 @@ static void parse_args(Args *a, int argc, char **argv) {
         }
         if (rope_only && !a->rope_flag_name) a->rope_flag_name = f;
     }
-    if (strcmp(a->mode, "generate") && strcmp(a->mode, "logits")) die("unknown mode '%s' (generate, logits)", a->mode);
+    int ppl = !strcmp(a->mode, "ppl"), needle = !strcmp(a->mode, "needle");
+    if (strcmp(a->mode, "generate") && strcmp(a->mode, "logits") && !ppl && !needle)
+        die("unknown mode '%s' (generate, logits, ppl, needle)", a->mode);
+    if (a->eval_flag && !ppl && !needle) die("%s belongs to -m ppl and -m needle", a->eval_flag);
+    if (a->ppl_flag && !ppl) die("%s belongs to -m ppl", a->ppl_flag);
+    if (a->needle_flag && !needle) die("%s belongs to -m needle", a->needle_flag);
+    if (ppl && !a->text) die("-m ppl needs -f FILE, the text to score");
+    if (strcmp(a->haystack, "filler") && strcmp(a->haystack, "corpus") && strcmp(a->haystack, "both"))
+        die("-haystack expects filler, corpus or both, got '%s'", a->haystack);
+    if (needle && strcmp(a->haystack, "filler") && !a->text) die("-haystack %s needs -f FILE, the corpus text", a->haystack);
     if (!strcmp(a->mode, "logits") && (!a->tokens || !a->dump)) die("-m logits needs -tokens and -dump");
     if (strcmp(a->mode, "logits") && (a->tokens || a->dump)) die("-tokens and -dump belong to -m logits");
 }
@@ -210,18 +268,12 @@ static PeSettings encoding_settings(const Model *m, const Args *a) {
     return s;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void run_logits(Model *m, const Args *a) {
     int n;
     char err[GGUF_ERR];
     FILE *f = fopen(a->dump, "wb");
     if (!f) die("cannot write %s: %s", a->dump, strerror(errno));
-    int *ids = parse_tokens(a->tokens, &n);
+    int *ids = parse_list("-tokens", "token ids", a->tokens, &n);
     size_t V = (size_t)m->c.vocab_size;
     float *logits = malloc((size_t)n * V * sizeof *logits);
     int ok = logits && model_forward(m, ids, n, a->pos0, logits, 1, err) == 0;
@@ -288,6 +340,108 @@ static void run_generate(Model *m, const Args *a) {
     free(logits);
 }
 
+/* Output files are opened before a long evaluation, so that a bad path fails at once. */
+static FILE *open_out(const char *path) {
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (path && !f) die("cannot write %s: %s", path, strerror(errno));
+    return f;
+}
+
+/* Closes them after a successful run (NULL entries skipped); dies on a write error. */
+static void close_outs(FILE **f, const char *const *path, int n) {
+    int bad = -1;
+    for (int i = 0; i < n; i++)
+        if (f[i] && (ferror(f[i]) | fclose(f[i])) && bad < 0) bad = i;
+    if (bad >= 0) die("error writing %s", path[bad]);
+}
+
+/* ... or removes them when the evaluation fails */
+static void discard_outs(FILE **f, const char *const *path, int n, const char *err) {
+    for (int i = 0; i < n; i++)
+        if (f[i]) { fclose(f[i]); remove(path[i]); }
+    die("%s", err);
+}
+
+static void load_text(const Model *m, const char *path, Corpus *c, Tokens *t) {
+    char err[GGUF_ERR];
+    if (corpus_load(c, path, err) || corpus_tokenize(c, &m->tok, t, err)) die("%s", err);
+}
+
+static void run_ppl(Model *m, const Args *a) {
+    char err[GGUF_ERR];
+    Corpus c;
+    Tokens t;
+    if (!m->has_tok) die("-m ppl needs a tokenizer: %s", m->tok_err);
+    load_text(m, a->text, &c, &t);
+    size_t n = a->max_tokens > 0 && (size_t)a->max_tokens < t.n ? (size_t)a->max_tokens : t.n;
+    char model[600];
+    eval_describe(m, a->model_path, model, sizeof model);
+    Ppl p = {.model = model, .window = m->kv.n_slots, .stride = a->stride ? a->stride : m->kv.n_slots,
+             .bucket = a->bucket ? a->bucket : m->c.train_ctx, .chunk = a->chunk};
+    FILE *csv = open_out(a->csv);
+    if (eval_ppl(m, t.ids, n, &p, err)) discard_outs(&csv, &a->csv, 1, err);
+    ppl_print(&p, a->text, stdout);
+    if (csv) ppl_csv(&p, csv);
+    close_outs(&csv, &a->csv, 1);
+    tokens_free(&t);
+    corpus_free(&c);
+}
+
+/* The grid from the flags; L is the training length, ctx the -ctx flag (0: not given). */
+static void needle_grid(Needle *g, const Args *a, int L, int ctx) {
+    memset(g, 0, sizeof *g);
+    if (a->lengths) {
+        int n, *v = parse_list("-lengths", "token counts", a->lengths, &n);
+        for (int i = 0; i < n; i++)
+            if (v[i] < 1 || n > NEEDLE_MAX_LENGTHS) {   /* freed first: the sanitizer build reports it as leaked otherwise */
+                free(v);
+                if (n > NEEDLE_MAX_LENGTHS) die("-lengths takes at most %d lengths, got %d", NEEDLE_MAX_LENGTHS, n);
+                die("-lengths expects positive token counts, got '%s'", a->lengths);
+            }
+        memcpy(g->lengths, v, (size_t)n * sizeof *v);
+        g->n_lengths = n;
+        free(v);
+    } else if (!ctx) {
+        for (int i = 0; i < 3; i++) g->lengths[g->n_lengths++] = L << i;
+    } else {
+        for (long long T = L; T <= ctx && g->n_lengths < NEEDLE_MAX_LENGTHS; T *= 2) g->lengths[g->n_lengths++] = (int)T;
+        if (!g->n_lengths) g->lengths[g->n_lengths++] = ctx;
+    }
+    g->n_depths = a->depths;
+    g->trials = a->trials;
+    if (strcmp(a->haystack, "corpus")) g->hay[g->n_hay++] = HAY_FILLER;
+    if (strcmp(a->haystack, "filler")) g->hay[g->n_hay++] = HAY_CORPUS;
+    g->seed = a->seed;
+}
+
+static void run_needle(Model *m, const Args *a, Needle *g) {
+    char err[GGUF_ERR];
+    Corpus c = {0};
+    Tokens t = {0};
+    Passkey pk;
+    if (!m->has_tok) die("-m needle needs a tokenizer: %s", m->tok_err);
+    int corpus = g->hay[g->n_hay - 1] == HAY_CORPUS;
+    if (corpus) load_text(m, a->text, &c, &t);
+    if (passkey_init(&pk, &m->tok, corpus ? &t : NULL, a->marker, err)) die("%s", err);
+    const char *paths[4] = {a->csv, a->svg, a->dist_csv, a->dist_svg};
+    FILE *f[4];
+    for (int i = 0; i < 4; i++) f[i] = open_out(paths[i]);
+    char model[600];
+    eval_describe(m, a->model_path, model, sizeof model);
+    g->model = model;
+    if (eval_needle(m, &pk, g, err)) discard_outs(f, paths, 4, err);
+    needle_print(g, stdout);
+    if (f[0]) needle_csv(g, f[0]);
+    if (f[1]) needle_heatmap_svg(g, f[1]);
+    if (f[2]) needle_distance_csv(g, f[2]);
+    if (f[3]) needle_distance_svg(g, f[3]);
+    close_outs(f, paths, 4);
+    needle_free(g);
+    passkey_free(&pk);
+    tokens_free(&t);
+    corpus_free(&c);
+}
+
 int main(int argc, char **argv) {
     Args a;
     parse_args(&a, argc, argv);
@@ -299,11 +453,19 @@ int main(int argc, char **argv) {
     if (model_open(&m, a.model_path, err)) die("%s", err);
     PeSettings pe = encoding_settings(&m, &a);
     int ctx = a.ctx > 0 ? a.ctx : m.c.train_ctx;
+    Needle g;
+    if (!strcmp(a.mode, "needle")) {   /* without -ctx, the cache fits the longest prompt */
+        needle_grid(&g, &a, m.c.train_ctx, a.ctx);
+        if (a.ctx <= 0)
+            for (int l = ctx = 0; l < g.n_lengths; l++) ctx = g.lengths[l] > ctx ? g.lengths[l] : ctx;
+    }
     if (model_prepare(&m, &pe, ctx, a.chunk, err)) die("%s", err);
     if (a.keep >= 0 && !m.pe.ops->shiftable)
         die("-keep: -pe %s cannot shift the context (positions are baked into the cached keys and values)", m.pe.method->name);
     if (a.keep > ctx - 2) die("-keep %d leaves nothing to drop in a context of %d (at most ctx - 2)", a.keep, ctx);
     if (!strcmp(a.mode, "logits")) run_logits(&m, &a);
+    else if (!strcmp(a.mode, "ppl")) run_ppl(&m, &a);
+    else if (!strcmp(a.mode, "needle")) run_needle(&m, &a, &g);
     else run_generate(&m, &a);
     model_close(&m);
     return 0;

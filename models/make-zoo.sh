@@ -8,19 +8,19 @@ cd "$(dirname "$0")/.."
 [ -f data/brown-train.txt ] || sh models/fetch-brown.sh data
 make -s train
 mkdir -p models/zoo logs
-TH=${TH:-2}
+JOBS=${JOBS:-2}   # models trained at once, one thread each (deterministic for -th 1)
 
 # The frozen recipe (see README, "The recipe search"). Phase A is passkey-only until retrieval has
 # formed; phase B mixes language modelling back in.
 L=256
 COMMON="-data data/brown-train.txt -heldout data/brown-heldout.txt -tokenizer bytes -ctx $L -dim 128 -layers 4 -heads 4
-        -hidden 352 -batch 16 -lr 3e-3 -warmup 100 -seed 1 -th $TH -eval-every 250 -passkey-trials 5"
-MIX=${MIX:-0:1,1200:0.5}
-STEPS=${STEPS:-2000}
-RECIPE="bytes, d128 x4 layers, batch 16 x $L, steps $STEPS, passkey mix $MIX, answer weight 4, marker, seed 1"
+        -hidden 352 -batch 16 -lr 3e-3 -warmup 100 -seed 1 -th 1 -eval-every 200 -passkey-trials 5"
+MIX=${MIX:-0:1:a,1200:0.5}
+STEPS=${STEPS:-1800}
+RECIPE="bytes, d128 x4 layers, batch 16 x $L, $STEPS steps, passkey mix $MIX, answer weight 4, marker, seed 1"
 # fine-tunes: 4x the training length, s = 4, a few percent of the pre-training tokens
 FT="-data data/brown-train.txt -heldout data/brown-heldout.txt -ctx $((4 * L)) -orig-ctx $L -scale 4 -batch 4 -steps 120
-    -warmup 10 -lr 1e-3 -mix 0:0.5 -seed 1 -th $TH -eval-every 60 -passkey-trials 5"
+    -warmup 10 -lr 1e-3 -mix 0:0.5 -seed 1 -th 1 -eval-every 60 -passkey-trials 5"
 
 train_one() {   # name, flags...
     name=$1; shift
@@ -30,13 +30,21 @@ train_one() {   # name, flags...
 }
 
 names=${*:-"rope alibi sinusoidal learned none t5 rope-pi4 rope-yarn4"}
+running=0
 for n in $names; do
     case $n in
-    rope|alibi|sinusoidal|learned|none|t5) train_one "$n" $COMMON -pe "$n" -mix "$MIX" -steps "$STEPS" -recipe "$RECIPE" ;;
-    rope-pi4) train_one "$n" $FT -init models/zoo/rope.gguf -pe linear -recipe "fine-tune of rope.gguf: PI s=4 at $((4 * L))" ;;
-    rope-yarn4) train_one "$n" $FT -init models/zoo/rope.gguf -pe yarn -recipe "fine-tune of rope.gguf: YaRN s=4 at $((4 * L))" ;;
+    rope|alibi|sinusoidal|learned|none|t5) set -- $COMMON -pe "$n" -mix "$MIX" -steps "$STEPS" -recipe "$RECIPE" ;;
+    rope-pi4) wait; running=0; set -- $FT -init models/zoo/rope.gguf -pe linear -recipe "fine-tune of rope.gguf: PI s=4 at $((4 * L))" ;;
+    rope-yarn4) set -- $FT -init models/zoo/rope.gguf -pe yarn -recipe "fine-tune of rope.gguf: YaRN s=4 at $((4 * L))" ;;
     *) echo "unknown zoo model $n" >&2; exit 1 ;;
     esac
+    train_one "$n" "$@" &
+    running=$((running + 1))
+    if [ "$running" -ge "$JOBS" ]; then wait; running=0; fi
+done
+wait
+for n in $names; do   # background jobs do not stop the script: check each model was written
+    [ -s "models/zoo/$n.gguf" ] || { echo "error: $n failed, see logs/zoo-$n.log" >&2; exit 1; }
 done
 
 # the model card, from each model's summary line
