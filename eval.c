@@ -1,4 +1,5 @@
 /* Perplexity and needle-in-a-haystack evaluation (eval.h), their tables, CSVs and SVG charts. */
+#include "cli.h"
 #include "eval.h"
 #include <math.h>
 #include <stdarg.h>
@@ -6,12 +7,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void eval_describe(const Model *m, const char *path, char *out, size_t cap) {
     const Encoding *e = &m->pe;

@@ -24,7 +24,6 @@
 #include "data.h"
 #include "model.h"
 
-double now_s(void);   /* monotonic seconds */
 /* "PATH, -pe METHOD[, s = S], ctx N, trained at L": what a result was measured on, for tables and charts */
 void eval_describe(const Model *m, const char *path, char *out, size_t cap);
 

@@ -13,19 +13,8 @@
 #include <omp.h>
 #endif
 #include "eval.h"
+#include "cli.h"
 #include "model.h"
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char msg[1024];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    gguf_one_line(msg);   /* text from a file or the command line must not break the one-line rule */
-    fprintf(stderr, "error: %s\n", msg);
-    exit(1);
-}
 
 static void usage(void) {
     char names[160];
@@ -76,23 +65,6 @@ static void usage(void) {
            "  -svg FILE          heatmap of accuracy by length and depth\n"
            "  -distance-svg FILE accuracy by needle-to-question distance, one curve per length\n"
            "  -distance-csv FILE the distance view as CSV\n", names);
-}
-
-/* ---- strict number parsing: the whole string, in range, finite ---- */
-static long parse_int(const char *flag, const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) die("%s expects an integer in [%ld, %ld], got '%s'", flag, lo, hi, s);
-    return v;
-}
-
-static double parse_num(const char *flag, const char *s, double lo, double hi) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) die("%s expects a number in [%g, %g], got '%s'", flag, lo, hi, s);
-    return v;
 }
 
 /* comma-separated non-negative integers (-tokens, -lengths) */

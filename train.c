@@ -11,27 +11,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include "cli.h"
 #include "data.h"
 #include "tokenizer/bpe_train.h"
 #include "trainer.h"
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    char msg[1024];
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    gguf_one_line(msg);
-    fprintf(stderr, "error: %s\n", msg);
-    exit(1);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 #define MAX_PHASES 8
 
@@ -76,22 +59,6 @@ static void usage(void) {
            "  -eval-every N -eval-batches N   held-out loss every N steps over N batches (100, 8)\n"
            "  -passkey-trials N  final passkey check: N trials per depth and haystack (5)\n"
            "  -recipe TEXT       free text stored in the model's metadata\n");
-}
-
-static long parse_int(const char *flag, const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) die("%s expects an integer in [%ld, %ld], got '%s'", flag, lo, hi, s);
-    return v;
-}
-
-static double parse_num(const char *flag, const char *s, double lo, double hi) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) die("%s expects a number in [%g, %g], got '%s'", flag, lo, hi, s);
-    return v;
 }
 
 static void parse_mix(Args *a, const char *spec) {
