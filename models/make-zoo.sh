@@ -3,6 +3,7 @@
 # tokenizer, size, seed, recipe), then the RoPE model fine-tuned at 4x its training length with
 # position interpolation and with YaRN. Writes models/zoo/*.gguf, logs in logs/zoo-*.log, and the
 # model card models/zoo/card.md. Usage: sh models/make-zoo.sh [names...]   (default: all)
+# A model already in models/zoo is kept (FORCE=1 retrains it), so an interrupted build resumes.
 set -eu
 cd "$(dirname "$0")/.."
 [ -f data/brown-train.txt ] || sh models/fetch-brown.sh data
@@ -32,6 +33,7 @@ train_one() {   # name, flags...
 names=${*:-"rope alibi sinusoidal learned none t5 rope-pi4 rope-yarn4"}
 running=0
 for n in $names; do
+    if [ -s "models/zoo/$n.gguf" ] && [ "${FORCE:-0}" != 1 ]; then echo "== $n: kept" >&2; continue; fi
     case $n in
     rope|alibi|sinusoidal|learned|none|t5) set -- $COMMON -pe "$n" -mix "$MIX" -steps "$STEPS" -recipe "$RECIPE" ;;
     rope-pi4) wait; running=0; set -- $FT -init models/zoo/rope.gguf -pe linear -recipe "fine-tune of rope.gguf: PI s=4 at $((4 * L))" ;;
