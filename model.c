@@ -382,7 +382,7 @@ int model_prepare(Model *m, const PeSettings *pe, int n_slots, int max_chunk, ch
 
 void model_reset(Model *m) {
     m->kv.n_used = 0;
-    if (m->pe.ops && m->pe.ops->retune && m->pe.ops->retune(&m->pe, 0)) { /* back to the original base: nothing is cached */ }
+    if (m->pe.ops && m->pe.ops->retune) m->pe.ops->retune(&m->pe, 0);   /* back to the original base; no key to re-rotate */
 }
 
 void model_close(Model *m) {
