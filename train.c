@@ -23,7 +23,7 @@ typedef struct {
     int dim, layers, heads, kv_heads, hidden, ctx, bias, tied, layernorm, gelu;
     PeSettings pe;
     int batch, steps, warmup, threads, eval_every, eval_batches, ckpt_every, marker, by_depth, answer_only, passkey_trials;
-    double lr, min_lr, wd, clip, beta1, beta2, answer_weight, p_filler;
+    double lr, min_lr, wd, clip, beta1, beta2, answer_weight, p_filler, init_std, embd_std;
     uint64_t seed;
     int n_phases, phase_step[MAX_PHASES], phase_answer_only[MAX_PHASES];
     double phase_p[MAX_PHASES];
@@ -52,6 +52,7 @@ static void usage(void) {
            "  -batch B -steps N  sequences per step, steps (16, 1000)\n"
            "  -lr F -min-lr F -warmup N   peak rate, final fraction of it, warm-up steps (3e-3, 0.1, 100)\n"
            "  -wd F -clip F -beta1 F -beta2 F   (0.1, 1.0, 0.9, 0.95)\n"
+           "  -init-std F -embd-std F   initial std of matrices and of the embeddings (0.02, = -init-std)\n"
            "  -seed N -th N      seed, threads (1, all cores); runs are deterministic for a seed and -th\n"
            "  -init FILE         start from this pelab model (fine-tuning; -pe/-scale/-ctx may change)\n"
            "  -resume FILE       continue a checkpoint (same flags as the run that wrote it)\n"
@@ -90,6 +91,7 @@ static void parse_args(Args *a, int argc, char **argv) {
     a->batch = 16; a->steps = 1000; a->warmup = 100; a->eval_every = 100; a->eval_batches = 8; a->marker = 1; a->passkey_trials = 5;
     a->lr = 3e-3; a->min_lr = 0.1; a->wd = 0.1; a->clip = 1.0; a->beta1 = 0.9; a->beta2 = 0.95; a->answer_weight = 4; a->p_filler = 0.5;
     a->seed = 1;
+    a->init_std = 0.02;
     parse_mix(a, "0:0.5");
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -132,6 +134,8 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "-clip")) a->clip = parse_num(f, v, 0, 1e6);
         else if (!strcmp(f, "-beta1")) a->beta1 = parse_num(f, v, 0, 0.999999);
         else if (!strcmp(f, "-beta2")) a->beta2 = parse_num(f, v, 0, 0.999999);
+        else if (!strcmp(f, "-init-std")) a->init_std = parse_num(f, v, 0, 10);
+        else if (!strcmp(f, "-embd-std")) a->embd_std = parse_num(f, v, 0, 100);
         else if (!strcmp(f, "-seed")) a->seed = (uint64_t)parse_int(f, v, 0, LONG_MAX);
         else if (!strcmp(f, "-th")) a->threads = (int)parse_int(f, v, 1, 256);
         else if (!strcmp(f, "-init")) a->init = v;
@@ -147,6 +151,7 @@ static void parse_args(Args *a, int argc, char **argv) {
     if (!a->data || !a->out) die("-data and -o are required (see ./train -h)");
     if (!a->heldout) a->heldout = a->data;
     if (!a->kv_heads) a->kv_heads = a->heads;
+    if (!a->embd_std) a->embd_std = a->init_std;
     if (a->dim % a->heads || a->heads % a->kv_heads) die("-dim must be a multiple of -heads, and -heads of -kv-heads");
     if (a->init && a->resume) die("-init and -resume exclude each other");
 }
@@ -284,7 +289,7 @@ int main(int argc, char **argv) {
         c.head_dim = a.dim / a.heads; c.vocab_size = d.tok.n_vocab; c.train_ctx = a.ctx; c.norm_eps = 1e-5f;
         c.norm = a.layernorm ? NORM_LAYER : NORM_RMS; c.mlp = a.gelu ? MLP_GELU : MLP_SWIGLU;
         c.linear_bias = a.bias; c.tied_output = a.tied; c.pe_family = em->family;
-        if (trainmodel_init(&tm, &c, &a.pe, a.seed, err)) die("%s", err);
+        if (trainmodel_init(&tm, &c, &a.pe, a.seed, a.init_std, a.embd_std, err)) die("%s", err);
     }
     int T = a.ctx, B = a.batch;
     TrainStream *streams = calloc((size_t)n_streams, sizeof *streams);

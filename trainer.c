@@ -114,12 +114,11 @@ static int allocate(TrainModel *tm, const PeSettings *pe, char *err) {
     return 0;
 }
 
-int trainmodel_init(TrainModel *tm, const Config *c, const PeSettings *pe, uint64_t seed, char *err) {
+int trainmodel_init(TrainModel *tm, const Config *c, const PeSettings *pe, uint64_t seed, double init_std, double embd_std, char *err) {
     memset(tm, 0, sizeof *tm);
     tm->c = *c;
     if (allocate(tm, pe, err)) { trainmodel_free(tm); return -1; }
-    /* GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 layers); norms 1,
-       biases and the T5 table 0 */
+    /* see trainer.h */
     uint64_t rng = seed * 0x2545F4914F6CDD1Dull + 1;
     for (int i = 0; i < tm->n_tensors; i++) {
         ParamTensor *t = &tm->tensors[i];
@@ -128,7 +127,8 @@ int trainmodel_init(TrainModel *tm, const Config *c, const PeSettings *pe, uint6
         if (strstr(t->name, "norm.weight")) for (size_t j = 0; j < t->n; j++) p[j] = 1;
         else if (!strcmp(suffix, ".bias") || strstr(t->name, "attn_rel_b")) continue;
         else {
-            double sd = strstr(t->name, "attn_output") || strstr(t->name, "ffn_down") ? 0.02 / sqrt(2.0 * c->n_layers) : 0.02;
+            double sd = strstr(t->name, "embd") ? embd_std
+                      : strstr(t->name, "attn_output") || strstr(t->name, "ffn_down") ? init_std / sqrt(2.0 * c->n_layers) : init_std;
             for (size_t j = 0; j < t->n; j++) p[j] = (float)(sd * rng_normal(&rng));
         }
     }

@@ -32,8 +32,10 @@ typedef struct {
     int warmup, steps;
 } AdamW;
 
-/* Lays out the parameters of config c (arch pelab) and initialises them from seed. */
-int trainmodel_init(TrainModel *tm, const Config *c, const PeSettings *pe, uint64_t seed, char *err);
+/* Lays out the parameters of config c (arch pelab) and initialises them from seed: matrices
+   N(0, init_std) (residual output projections / sqrt(2 layers)), embeddings N(0, embd_std), norms 1,
+   biases and the T5 table 0. GPT-2 uses 0.02 for both. */
+int trainmodel_init(TrainModel *tm, const Config *c, const PeSettings *pe, uint64_t seed, double init_std, double embd_std, char *err);
 /* Loads a pelab GGUF written by trainmodel_save (a checkpoint, or a model to fine-tune): its
    config, parameters and, when present, the optimizer state and step. pe: settings to train with
    (NULL: the file's). */

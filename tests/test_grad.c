@@ -250,7 +250,7 @@ static void test_grad_model_every_encoding(void) {
             TrainModel tm;
             TrainStream st;
             char err[256];
-            if (trainmodel_init(&tm, &c, &pe, 7, err) || stream_init(&st, &tm, T, err)) { CHECK(0, "%s: %s", encs[ei].method, err); continue; }
+            if (trainmodel_init(&tm, &c, &pe, 7, 0.02, 0.02, err) || stream_init(&st, &tm, T, err)) { CHECK(0, "%s: %s", encs[ei].method, err); continue; }
             /* larger weights than the 0.02 init, so that every path carries gradient, but not so large
                that softmaxes saturate and a finite-difference step crosses a kink */
             for (size_t i = 0; i < tm.n_params; i++) tm.params[i] = tm.params[i] * 3 + (float)(0.02 * urand());

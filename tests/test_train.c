@@ -56,7 +56,7 @@ static void test_loss_falls_every_encoding(void) {
         TrainModel tm;
         TrainStream st;
         char err[256];
-        if (trainmodel_init(&tm, &c, &pe, 1, err) || stream_init(&st, &tm, T, err)) { CHECK(0, "%s: %s", encs[i].m, err); continue; }
+        if (trainmodel_init(&tm, &c, &pe, 1, 0.02, 0.02, err) || stream_init(&st, &tm, T, err)) { CHECK(0, "%s: %s", encs[i].m, err); continue; }
         double first = 0, last = 0;
         train_steps(&tm, &st, 1, 0, 60, &first, &last);
         CHECK(last < 0.5 * first, "%s: loss %.3f -> %.3f after 60 steps on a periodic text", encs[i].m, first, last);
@@ -71,13 +71,13 @@ static void test_deterministic_for_seed_and_threads(void) {
     TrainModel a, b;
     TrainStream sa[2], sb[2];
     char err[256];
-    if (trainmodel_init(&a, &c, &pe, 5, err) || trainmodel_init(&b, &c, &pe, 5, err)) { CHECK(0, "%s", err); return; }
+    if (trainmodel_init(&a, &c, &pe, 5, 0.02, 0.02, err) || trainmodel_init(&b, &c, &pe, 5, 0.02, 0.02, err)) { CHECK(0, "%s", err); return; }
     for (int i = 0; i < 2; i++) { stream_init(&sa[i], &a, T, err); stream_init(&sb[i], &b, T, err); }
     train_steps(&a, sa, 2, 0, 10, NULL, NULL);
     train_steps(&b, sb, 2, 0, 10, NULL, NULL);
     CHECK(!memcmp(a.params, b.params, a.n_params * sizeof(float)), "two runs with the same seed and 2 streams differ");
     TrainModel c3;
-    trainmodel_init(&c3, &c, &pe, 6, err);
+    trainmodel_init(&c3, &c, &pe, 6, 0.02, 0.02, err);
     CHECK(memcmp(a.params, c3.params, a.n_params * sizeof(float)), "a different seed gives the same initialisation");
     trainmodel_free(&c3);
     for (int i = 0; i < 2; i++) { stream_free(&sa[i]); stream_free(&sb[i]); }
@@ -92,7 +92,7 @@ static void test_checkpoint_resumes_exactly(void) {
     TrainStream st;
     char err[256], path[512];
     snprintf(path, sizeof path, "%s/ckpt.gguf", test_tmp_dir);
-    if (trainmodel_init(&straight, &c, &pe, 3, err) || trainmodel_init(&first, &c, &pe, 3, err)) { CHECK(0, "%s", err); return; }
+    if (trainmodel_init(&straight, &c, &pe, 3, 0.02, 0.02, err) || trainmodel_init(&first, &c, &pe, 3, 0.02, 0.02, err)) { CHECK(0, "%s", err); return; }
     stream_init(&st, &straight, T, err);
     train_steps(&straight, &st, 1, 0, 20, NULL, NULL);
     stream_free(&st);
@@ -134,7 +134,7 @@ static void test_runtime_logits_equal_trainer(void) {
         Model m;
         char err[256], path[512];
         snprintf(path, sizeof path, "%s/saved-%s.gguf", test_tmp_dir, encs[i].m);
-        if (trainmodel_init(&tm, &c, &pe, 9, err) || stream_init(&st, &tm, T, err)) { CHECK(0, "%s: %s", encs[i].m, err); continue; }
+        if (trainmodel_init(&tm, &c, &pe, 9, 0.02, 0.02, err) || stream_init(&st, &tm, T, err)) { CHECK(0, "%s: %s", encs[i].m, err); continue; }
         train_steps(&tm, &st, 1, 0, 5, NULL, NULL);
         int tokens[T];
         for (int t = 0; t < T; t++) tokens[t] = (t * 31 + 7) % 256;
