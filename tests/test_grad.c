@@ -114,7 +114,7 @@ static void test_grad_crossentropy(void) {
 }
 
 /* ---- attention, with each encoding's bias ---- */
-enum { QT = 5, NK = 8, AH = 4, AHKV = 2, HD = 6 };
+enum { QT = 24, NK = 150, AH = 4, AHKV = 2, HD = 6 };   /* 150 keys: three tiles of the streaming softmax */
 typedef struct { double *q, *k, *v, *r, out[QT * AH * HD], lse[QT * AH]; int kpos[NK]; const Encoding *e; } AttCtx;
 static double att_loss(void *p) {
     AttCtx *c = p;
