@@ -8,7 +8,6 @@
 #include "model.h"
 #include "ops.h"
 
-#define MAX_HEAD_DIM (2 * PE_MAX_PAIRS)
 
 /* ------------------------------------------------------------------------------------------ */
 /* loading */
@@ -136,7 +135,7 @@ static void load_rope_settings(Loader *L, PeSettings *pe, int head_dim) {
     static const char *types[] = {"none", "linear", "yarn", "ntk", "dynamic", "llama3", NULL};
     static const char *layouts[] = {"interleaved", "neox", NULL};
     pe->rope_base = meta_float(L, "rope.freq_base", 10000.0);
-    pe->n_rot = meta_int(L, "rope.dimension_count", 2, MAX_HEAD_DIM, head_dim, 0);
+    pe->n_rot = meta_int(L, "rope.dimension_count", 2, PE_MAX_HEAD_DIM, head_dim, 0);
     pe->layout = (RopeLayout)meta_choice(L, "rope.layout", layouts, ROPE_INTERLEAVED);
     pe->scale = meta_float(L, "rope.scaling.factor", meta_float(L, "rope.scale_linear", 0));
     pe->orig_ctx = meta_int(L, "rope.scaling.original_context_length", 1, 1 << 30, 0, 0);
@@ -177,11 +176,11 @@ static int load_config(Loader *L) {
     c->n_heads = meta_int(L, "attention.head_count", 1, PE_MAX_HEADS, 0, 1);
     if (L->failed) return -1;
     c->n_kv_heads = meta_int(L, "attention.head_count_kv", 1, c->n_heads, c->n_heads, 0);
-    c->head_dim = meta_int(L, "attention.key_length", 1, MAX_HEAD_DIM, 0, 0);
+    c->head_dim = meta_int(L, "attention.key_length", 1, PE_MAX_HEAD_DIM, 0, 0);
     if (L->failed) return -1;
     if (c->n_heads % c->n_kv_heads) return load_fail(L, "head count must be a multiple of the KV head count%s%s", "", "");
     if (!c->head_dim) {   /* no key_length: the heads split the embedding */
-        if (c->dim % c->n_heads || c->dim / c->n_heads > MAX_HEAD_DIM)
+        if (c->dim % c->n_heads || c->dim / c->n_heads > PE_MAX_HEAD_DIM)
             return load_fail(L, "embedding length is not a multiple of the head count, and no attention.key_length is given%s%s", "", "");
         c->head_dim = c->dim / c->n_heads;
     }
@@ -561,6 +560,13 @@ void transformer_backward(const Config *c, const Weights *w, const Encoding *e, 
     }
 }
 
+/* Encodings whose parameters follow the sequence length (dynamic NTK): set them for seq_len and
+   re-rotate every cached key, so the cache always agrees with the current parameters. */
+static void retune(Model *m, int seq_len) {
+    Encoding *e = &m->pe, old = *e;
+    if (e->ops->retune && e->ops->retune(e, seq_len)) kv_move_keys(&m->kv, e, &old, 0, m->kv.n_used, 0);
+}
+
 int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, int all_rows, char *err) {
     Encoding *e = &m->pe;
     KVCache *kv = &m->kv;
@@ -581,10 +587,7 @@ int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, i
             long long last = e->ops->uniform_until(e, pos0 + a);
             if (last - pos0 + 1 < b) b = (int)(last - pos0 + 1);
         }
-        if (e->ops->retune) {   /* the cached keys always agree with the current parameters */
-            Encoding old = *e;
-            if (e->ops->retune(e, pos0 + b)) kv_move_keys(kv, e, &old, 0, kv->n_used, 0);
-        }
+        retune(m, pos0 + b);
         int last_segment = b == T;
         float *out = all_rows ? logits + (size_t)a * m->c.vocab_size : last_segment ? logits : NULL;
         transformer_forward(&m->c, &m->w, e, kv, &m->s, tokens + a, b - a, pos0 + a, logits ? out : NULL, all_rows);
@@ -596,10 +599,6 @@ int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, i
 int model_shift(Model *m, int keep, char *err) {
     int discard = (m->kv.n_used - keep) / 2;
     if (kv_shift(&m->kv, &m->pe, keep, discard, err)) return -1;
-    Encoding *e = &m->pe;
-    if (e->ops->retune) {   /* the sequence got shorter: dynamic parameters follow (HF's reset rule) */
-        Encoding old = *e;
-        if (e->ops->retune(e, model_next_pos(m))) kv_move_keys(&m->kv, e, &old, 0, m->kv.n_used, 0);
-    }
+    retune(m, model_next_pos(m));   /* the sequence got shorter: dynamic parameters follow (HF's reset rule) */
     return discard;
 }

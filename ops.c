@@ -27,7 +27,6 @@ static inline float fast_exp(float x) {
 }
 #define EXP(x) fast_exp(x)
 #endif
-#define MAX_HD (2 * PE_MAX_PAIRS)
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 /* ------------------------------------------------------------------------------------------ */
@@ -245,7 +244,7 @@ void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, 
     for (int h = 0; h < H; h++) {
         for (int blk = 0; blk < n_blocks; blk++) {
             int t0 = blk * QB, nq = MIN(QB, T - t0), g = h / group;
-            REAL kt[MAX_HD * ATT_TILE], sc[ATT_TILE], acc[QB][MAX_HD], mx[QB], sum[QB];
+            REAL kt[PE_MAX_HEAD_DIM * ATT_TILE], sc[ATT_TILE], acc[QB][PE_MAX_HEAD_DIM], mx[QB], sum[QB];
             for (int r = 0; r < nq; r++) {
                 mx[r] = -INFINITY;
                 sum[r] = 0;
@@ -293,7 +292,7 @@ void OPS(attention_backward)(REAL *dq, REAL *dk, REAL *dv, float *dbias_table, c
     /* one KV head per iteration: its dk/dv rows, and its heads' dq and bias columns, are disjoint */
     #pragma omp parallel for schedule(dynamic, 1)
     for (int g = 0; g < Hkv; g++) {
-        REAL kt[MAX_HD * ATT_TILE], vt[MAX_HD * ATT_TILE], sc[ATT_TILE], dp[ATT_TILE];
+        REAL kt[PE_MAX_HEAD_DIM * ATT_TILE], vt[PE_MAX_HEAD_DIM * ATT_TILE], sc[ATT_TILE], dp[ATT_TILE];
         for (int j0 = 0; j0 < n_keys; j0 += ATT_TILE) {
             int n = MIN(ATT_TILE, n_keys - j0);
             tile_transpose(kt, k + (size_t)g * hd, j0, n, kvd, hd);

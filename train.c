@@ -204,6 +204,14 @@ static void load_data(Data *d, const Args *a, const Model *init) {
 
 static void write_tokenizer(void *ctx, GgufWriter *w) { tokenizer_write_gguf((const Tokenizer *)ctx, w); }
 
+/* rows[B][T+1] -> inputs[B][T] (tokens 0..T-1) and targets[B][T] (tokens 1..T) */
+static void split_rows(const int *rows, int B, int T, int *in, int *tg) {
+    for (int b = 0; b < B; b++) {
+        memcpy(in + (size_t)b * T, rows + (size_t)b * (T + 1), (size_t)T * sizeof *in);
+        memcpy(tg + (size_t)b * T, rows + (size_t)b * (T + 1) + 1, (size_t)T * sizeof *tg);
+    }
+}
+
 /* Held-out loss (nats per token) over n batches of LM windows drawn from a fixed seed. */
 static double heldout_loss(TrainModel *tm, TrainStream *st, int n_st, const Data *d, int B, int T, int n) {
     Rng rng;
@@ -212,10 +220,7 @@ static double heldout_loss(TrainModel *tm, TrainStream *st, int n_st, const Data
     double total = 0;
     for (int k = 0; k < n; k++) {
         for (int b = 0; b < B; b++) tokens_window(&d->heldout, (size_t)T + 1, &rng, rows + (size_t)b * (T + 1));
-        for (int b = 0; b < B; b++) {
-            memcpy(in + (size_t)b * T, rows + (size_t)b * (T + 1), (size_t)T * sizeof *in);
-            memcpy(tg + (size_t)b * T, rows + (size_t)b * (T + 1) + 1, (size_t)T * sizeof *tg);
-        }
+        split_rows(rows, B, T, in, tg);
         total += train_loss(tm, st, n_st, in, tg, NULL, B, T);
     }
     free(rows); free(in); free(tg);
@@ -309,10 +314,7 @@ int main(int argc, char **argv) {
         Rng rng;   /* per-step seed: a resumed run draws the batches an uninterrupted one would */
         rng_seed(&rng, a.seed * 1000003ull + (uint64_t)step);
         if (batch_fill(&d.pk_train, &spec, B, T, &rng, rows, wt, NULL, err) < 0) die("%s", err);
-        for (int b = 0; b < B; b++) {
-            memcpy(in + (size_t)b * T, rows + (size_t)b * (T + 1), (size_t)T * sizeof *in);
-            memcpy(tg + (size_t)b * T, rows + (size_t)b * (T + 1) + 1, (size_t)T * sizeof *tg);
-        }
+        split_rows(rows, B, T, in, tg);
         double loss = train_gradients(&tm, streams, n_streams, in, tg, wt, B, T);
         double gnorm = adamw_step(&tm, &opt);
         loss_avg = step == (int)first_step ? loss : 0.9 * loss_avg + 0.1 * loss;

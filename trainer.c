@@ -6,6 +6,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include "data.h"
 #include "ops.h"
 #include "trainer.h"
 
@@ -72,15 +73,8 @@ static size_t layout(TrainModel *tm, float *base, Weights *w, int record) {
     return L.off;
 }
 
-static uint64_t rng_next(uint64_t *s) {   /* splitmix64 */
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double rng_normal(uint64_t *s) {   /* Box-Muller */
-    double u1 = ((rng_next(s) >> 11) + 1.0) / 9007199254740993.0, u2 = (rng_next(s) >> 11) / 9007199254740992.0;
+static double rng_normal(Rng *r) {   /* Box-Muller; u1 in (0, 1] so the log is finite */
+    double u1 = ((rng_u64(r) >> 11) + 1.0) / 9007199254740993.0, u2 = (rng_u64(r) >> 11) / 9007199254740992.0;
     return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
 }
 
@@ -119,7 +113,8 @@ int trainmodel_init(TrainModel *tm, const Config *c, const PeSettings *pe, uint6
     tm->c = *c;
     if (allocate(tm, pe, err)) { trainmodel_free(tm); return -1; }
     /* see trainer.h */
-    uint64_t rng = seed * 0x2545F4914F6CDD1Dull + 1;
+    Rng rng;
+    rng_seed(&rng, seed * 0x2545F4914F6CDD1Dull + 1);
     for (int i = 0; i < tm->n_tensors; i++) {
         ParamTensor *t = &tm->tensors[i];
         float *p = tm->params + t->offset;
