@@ -30,12 +30,32 @@ static void progress(Progress *pr, const char *what, long long done, long long t
             frac > 0 ? el * (1 - frac) / frac : 0.0, tty && done < total ? "" : "\n");
 }
 
-/* A window or prompt of n tokens at positions 0..n-1 must fit the cache and the encoding. */
-static int check_fits(const Model *m, int n, const char *what, char *err) {
-    if (n > m->kv.n_slots) return encoding_error(err, "%s of %d tokens does not fit in the context of %d (raise -ctx)", what, n, m->kv.n_slots);
+/* A window or prompt of n tokens at positions 0..n-1 must fit the cache and the encoding, unless it
+   streams through a shifting cache, whose positions stay below its size. */
+static int check_fits(const Model *m, int n, int shift, const char *what, char *err) {
+    if (shift) return 0;
+    if (n > m->kv.n_slots) return encoding_error(err, "%s of %d tokens does not fit in the context of %d (raise -ctx, or stream it with -keep)", what, n, m->kv.n_slots);
     if (n - 1 > m->pe.max_pos)
         return encoding_error(err, "%s of %d tokens needs positions up to %d, past what -pe %s can represent (0..%d)", what, n, n - 1,
                     m->pe.method->name, m->pe.max_pos);
+    return 0;
+}
+
+/* Runs ids[0..n) after what the cache holds, at the next positions, writing every row's logits if
+   logits is not NULL. With shift, a full cache is shifted first (keep sinks and the newest half of the
+   rest, positions re-indexed: llama.cpp's context shift, StreamingLLM's sinks); callers have checked
+   that n fits otherwise. */
+static int feed(Model *m, const int *ids, int n, int shift, int keep, float *logits, char *err) {
+    for (int a = 0, len; a < n; a += len) {
+        int room = m->kv.n_slots - m->kv.n_used;
+        if (room == 0 && shift) {
+            if (model_shift(m, keep, err) < 0) return -1;
+            room = m->kv.n_slots - m->kv.n_used;
+        }
+        len = n - a < room ? n - a : room;
+        float *rows = logits ? logits + (size_t)a * m->c.vocab_size : NULL;
+        if (model_forward(m, ids + a, len, model_next_pos(m), rows, rows != NULL, err)) return -1;
+    }
     return 0;
 }
 
@@ -68,7 +88,7 @@ int eval_ppl(Model *m, const int *text, size_t n, Ppl *p, char *err) {
     if (p->bucket < 1 || p->chunk < 1) return encoding_error(err, "bucket unit %d and chunk %d must be positive", p->bucket, p->chunk);
     if (n < (size_t)N + 1)
         return encoding_error(err, "the text gives %zu tokens (after -max-tokens), fewer than one window of %d plus the token it predicts (lower -ctx)", n, N);
-    if (check_fits(m, N, "a window", err)) return -1;
+    if (check_fits(m, N, p->shift, "a window", err)) return -1;
     long long n_win = (long long)((n - N - 1) / S + 1);
     float *logits = malloc((size_t)p->chunk * V * sizeof *logits);
     if (!logits) return encoding_error(err, "out of memory for %d rows of logits", p->chunk);
@@ -86,7 +106,7 @@ int eval_ppl(Model *m, const int *text, size_t n, Ppl *p, char *err) {
         model_reset(m);
         for (int a = 0; a < N; a += p->chunk) {
             int b = N - a > p->chunk ? a + p->chunk : N, scored = b > first;
-            if (model_forward(m, win + a, b - a, a, scored ? logits : NULL, scored, err)) { free(logits); return -1; }
+            if (feed(m, win + a, b - a, p->shift, p->keep, scored ? logits : NULL, err)) { free(logits); return -1; }
             for (int r = a > first ? a : first; r < b; r++) {
                 double nll = nll_of(logits + (size_t)(r - a) * V, V, win[r + 1]);
                 int bytes = tokenizer_decode(&m->tok, win[r], win[r + 1], piece, sizeof piece), k = bucket_of(r, p->bucket);
@@ -174,10 +194,10 @@ static void add(NeedleStat *to, const NeedleStat *s) {
 }
 
 /* One prompt: the answer digits' argmax and log-probability given the true digits before them. */
-static int trial(Model *m, const int *ids, int T, float *logits, NeedleStat *s, char *err) {
+static int trial(Model *m, const int *ids, int T, int shift, int keep, float *logits, NeedleStat *s, char *err) {
     int V = m->c.vocab_size;
     model_reset(m);
-    if (model_forward(m, ids, T - 6, 0, NULL, 0, err) || model_forward(m, ids + T - 6, 5, T - 6, logits, 1, err)) return -1;
+    if (feed(m, ids, T - 6, shift, keep, NULL, err) || feed(m, ids + T - 6, 5, shift, keep, logits, err)) return -1;
     *s = (NeedleStat){1, 1, 0, 0};
     for (int i = 0; i < 5; i++) {
         const float *row = logits + (size_t)i * V;
@@ -196,7 +216,7 @@ int eval_needle(Model *m, const Passkey *pk, Needle *g, char *err) {
     for (int l = 0; l < g->n_lengths; l++) {
         int T = g->lengths[l];
         if (T < pk->overhead) return encoding_error(err, "length %d is shorter than the needle and question (%d tokens)", T, pk->overhead);
-        if (check_fits(m, T, "a prompt", err)) return -1;
+        if (check_fits(m, T, g->shift, "a prompt", err)) return -1;
         maxT = T > maxT ? T : maxT;
         work += (long long)T * g->trials * g->n_depths * g->n_hay;
     }
@@ -220,7 +240,7 @@ int eval_needle(Model *m, const Passkey *pk, Needle *g, char *err) {
                     PasskeyInfo info;
                     NeedleStat s;
                     rng_seed(&rng, needle_seed(g->seed, g->hay[h], T, depth, t));
-                    rc = passkey_at_depth(pk, g->hay[h], T, depth, &rng, ids, &info, err) || trial(m, ids, T, logits, &s, err);
+                    rc = passkey_at_depth(pk, g->hay[h], T, depth, &rng, ids, &info, err) || trial(m, ids, T, g->shift, g->keep, logits, &s, err);
                     if (rc) break;
                     add(cell(g, h, l, d), &s);
                     int k = 0;

@@ -35,6 +35,8 @@ typedef struct {
     int window, stride;     /* N and S, in tokens; stride = window: non-overlapping */
     int bucket;             /* bucket unit L (the training length by default) */
     int chunk;              /* rows of logits computed at a time */
+    int shift, keep;        /* shift = 0: a window must fit the cache; 1: a longer one streams through it, the full
+                               cache shifted with keep sinks (llama.cpp's context shift, StreamingLLM) */
     /* results */
     long long windows, tokens, bytes;   /* scored predictions; the bytes their target tokens decode to */
     double nll;                         /* summed, nats */
@@ -63,6 +65,7 @@ typedef struct {
     int n_depths;           /* depth i is i/(n_depths-1) (0 when n_depths = 1) */
     int trials;
     int n_hay, hay[2];      /* HAY_FILLER and/or HAY_CORPUS */
+    int shift, keep;        /* as in Ppl, for prompts */
     uint64_t seed;
     /* results, allocated by eval_needle: cell[(h*n_lengths + l)*n_depths + d], dist[(h*n_lengths + l)*NEEDLE_BINS + k] */
     NeedleStat *cell, *dist;

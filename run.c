@@ -51,6 +51,8 @@ static void usage(void) {
            "  -dump FILE         write T rows of n_vocab little-endian float32 logits\n"
            "ppl mode (perplexity over a text, windows of -ctx tokens):\n"
            "  -f FILE            the text (ppl), the corpus haystack (needle)\n"
+           "  -window N          window length in tokens (default -ctx; longer only with -keep, which\n"
+           "                     streams each window through the shifting cache)\n"
            "  -stride S          sliding window: each window after the first scores its last S tokens\n"
            "                     (default: -ctx, non-overlapping)\n"
            "  -max-tokens M      score at most the first M tokens of the text (default: all)\n"
@@ -102,7 +104,7 @@ typedef struct {
     const char *rope_flag_name;
     /* evaluation modes; the first flag given of each group, for the error in another mode */
     const char *text, *csv, *lengths, *haystack, *svg, *dist_svg, *dist_csv;
-    int stride, bucket, depths, trials, marker;
+    int window, stride, bucket, depths, trials, marker;
     long max_tokens;
     const char *eval_flag, *ppl_flag, *needle_flag;
 } Args;
@@ -135,7 +137,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         static const char *const known[] = {"-m", "-i", "-n", "-t", "-p", "-s", "-ctx", "-chunk", "-th", "-keep", "-tokens", "-pos0",
             "-dump", "-pe", "-alibi-max-bias", "-scale", "-orig-ctx", "-rope-base", "-rope-dims", "-rope-layout", "-yarn-beta-fast",
             "-yarn-beta-slow", "-yarn-attn", "-yarn-ext", "-llama3-low", "-llama3-high", NULL};
-        static const char *const eval_flags[] = {"-f", "-csv", NULL}, *const ppl_flags[] = {"-stride", "-max-tokens", "-bucket", NULL},
+        static const char *const eval_flags[] = {"-f", "-csv", NULL}, *const ppl_flags[] = {"-window", "-stride", "-max-tokens", "-bucket", NULL},
             *const needle_flags[] = {"-lengths", "-depths", "-trials", "-haystack", "-marker", "-svg", "-distance-svg", "-distance-csv", NULL};
         const char **group = one_of(f, eval_flags) ? &a->eval_flag : one_of(f, ppl_flags) ? &a->ppl_flag
                            : one_of(f, needle_flags) ? &a->needle_flag : NULL;
@@ -162,6 +164,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "-alibi-max-bias")) a->alibi_max_bias = parse_num(f, v, 1e-6, 1e6);
         else if (!strcmp(f, "-f")) a->text = v;
         else if (!strcmp(f, "-csv")) a->csv = v;
+        else if (!strcmp(f, "-window")) a->window = (int)parse_int(f, v, 1, 1 << 24);
         else if (!strcmp(f, "-stride")) a->stride = (int)parse_int(f, v, 1, 1 << 24);
         else if (!strcmp(f, "-max-tokens")) a->max_tokens = parse_int(f, v, 1, LONG_MAX);
         else if (!strcmp(f, "-bucket")) a->bucket = (int)parse_int(f, v, 1, 1 << 24);
@@ -348,8 +351,9 @@ static void run_ppl(Model *m, const Args *a) {
     size_t n = a->max_tokens > 0 && (size_t)a->max_tokens < t.n ? (size_t)a->max_tokens : t.n;
     char model[600];
     eval_describe(m, a->model_path, model, sizeof model);
-    Ppl p = {.model = model, .window = m->kv.n_slots, .stride = a->stride ? a->stride : m->kv.n_slots,
-             .bucket = a->bucket ? a->bucket : m->c.train_ctx, .chunk = a->chunk};
+    int window = a->window ? a->window : m->kv.n_slots;
+    Ppl p = {.model = model, .window = window, .stride = a->stride ? a->stride : window,
+             .bucket = a->bucket ? a->bucket : m->c.train_ctx, .chunk = a->chunk, .shift = a->keep >= 0, .keep = a->keep};
     FILE *csv = open_out(a->csv);
     if (eval_ppl(m, t.ids, n, &p, err)) discard_outs(&csv, &a->csv, 1, err);
     ppl_print(&p, a->text, stdout);
@@ -384,6 +388,8 @@ static void needle_grid(Needle *g, const Args *a, int L, int ctx) {
     if (strcmp(a->haystack, "corpus")) g->hay[g->n_hay++] = HAY_FILLER;
     if (strcmp(a->haystack, "filler")) g->hay[g->n_hay++] = HAY_CORPUS;
     g->seed = a->seed;
+    g->shift = a->keep >= 0;
+    g->keep = a->keep;
 }
 
 static void run_needle(Model *m, const Args *a, Needle *g) {

@@ -9,20 +9,21 @@ cd "$(dirname "$0")/.."
 [ -f data/brown-train.txt ] || sh models/fetch-brown.sh data
 make -s train
 mkdir -p models/zoo logs
-JOBS=${JOBS:-2}   # models trained at once, one thread each (deterministic for -th 1)
+JOBS=${JOBS:-1}   # models trained at once; one 2-thread job outruns two 1-thread ones on 2 cores
+TH=${TH:-2}       # threads per job; a run is deterministic for its seed and thread count
 
-# The recipe (README, "The recipe search"; PROVISIONAL until G1 >= 95% is confirmed on every encoding):
-# phase A trains passkey rows on their answer only, at lr 1e-3, until retrieval has formed; phase B
-# mixes corpus rows (full loss) back in, the passkey rows still answer-only.
+# The recipe (README, "The recipe search"): phase A trains passkey rows on their answer only, two
+# examples packed per row, until retrieval has formed; phase B mixes corpus rows (full loss) back in,
+# the passkey rows still answer-only and one per row; phase C leans on retrieval again as lr anneals.
 L=256
 COMMON="-data data/brown-train.txt -heldout data/brown-heldout.txt -tokenizer bytes -ctx $L -dim 128 -layers 4 -heads 4
-        -hidden 352 -batch 16 -lr 1e-3 -warmup 50 -seed 1 -th 1 -eval-every 250 -passkey-trials 5"
-MIX=${MIX:-0:1:a,2000:0.5:a}
+        -hidden 352 -batch 16 -lr 1e-3 -warmup 50 -seed 1 -th $TH -eval-every 250 -passkey-trials 5"
+MIX=${MIX:-0:1:a:x2,1000:0.5:a,2600:0.9:a}
 STEPS=${STEPS:-3000}
 RECIPE="bytes, d128 x4 layers, batch 16 x $L, $STEPS steps, lr 1e-3, passkey mix $MIX, marker, seed 1"
 # fine-tunes: 4x the training length, s = 4, a few percent of the pre-training tokens
 FT="-data data/brown-train.txt -heldout data/brown-heldout.txt -ctx $((4 * L)) -orig-ctx $L -scale 4 -batch 4 -steps 120
-    -warmup 10 -lr 1e-3 -mix 0:0.5 -seed 1 -th 1 -eval-every 60 -passkey-trials 5"
+    -warmup 10 -lr 1e-3 -mix 0:0.5 -seed 1 -th $TH -eval-every 60 -passkey-trials 5"
 
 train_one() {   # name, flags...
     name=$1; shift
