@@ -20,8 +20,8 @@ TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 FIXTURES ?= ../shared/fixtures/llamacpp
 
-.PHONY: all test test-asan clean models
-all: run train
+.PHONY: all test test-asan clean models study
+all: run train study-tool
 
 train: $(BUILD)/train
 	rm -f $@ && cp $< $@   # a new inode: a running ./$@ keeps its own
@@ -33,6 +33,12 @@ run: $(BUILD)/run
 	rm -f $@ && cp $< $@   # a new inode: a running ./$@ keeps its own
 
 $(BUILD)/run: $(BUILD)/run.o $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+study-tool: $(BUILD)/study
+	rm -f study && cp $< study
+
+$(BUILD)/study: $(BUILD)/study.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/test_all: $(TEST_OBJ) $(CORE_OBJ) $(TRAIN_OBJ)
@@ -55,5 +61,10 @@ test-asan:
 models: train
 	sh models/make-zoo.sh
 
+# the extrapolation study on the zoo (needs `make models` and data/brown-heldout.txt); writes results/
+study: study-tool run
+	@[ -f data/brown-heldout.txt ] || sh models/fetch-brown.sh data
+	./study -zoo models/zoo -f data/brown-heldout.txt -o results
+
 clean:
-	rm -rf build build-asan run train
+	rm -rf build build-asan run train study

@@ -1,6 +1,7 @@
 /* Perplexity and needle-in-a-haystack evaluation (eval.h), their tables, CSVs and SVG charts. */
 #include "cli.h"
 #include "eval.h"
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -374,6 +375,9 @@ static void svg_begin(FILE *f, const char *title, const char *model) {
     svg_text(f, 8, 16, "start", 0, "%s", model);
 }
 
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+
 /* gkamradt's colormap: #F0496E (0) -> #EBB839 (0.5) -> #0CD79F (1) */
 static const int STOPS[3] = {0xF0496E, 0xEBB839, 0x0CD79F};
 
@@ -394,16 +398,23 @@ void needle_heatmap_svg(const Needle *g, FILE *f) {
     for (int h = 0; h < g->n_hay; h++) {
         double x0 = 80 + h * panel, cw = pw / g->n_lengths, ch = ph / g->n_depths;
         int xstep = (int)ceil(40 / cw), ystep = (int)ceil(14 / ch);   /* skip tick labels that would overlap */
-        svg_text(f, x0 + pw / 2, top - 16, "middle", 0, "%s haystack, %d trials per cell", HAY_NAME[g->hay[h]], g->trials);
+        int lo = INT_MAX, hi = 0;   /* a merged grid (the study's) may have fewer trials at long lengths */
+        for (int l = 0; l < g->n_lengths; l++)
+            for (int d = 0; d < g->n_depths; d++)
+                if (cell(g, h, l, d)->trials) { lo = imin(lo, cell(g, h, l, d)->trials); hi = imax(hi, cell(g, h, l, d)->trials); }
+        if (lo == hi) svg_text(f, x0 + pw / 2, top - 16, "middle", 0, "%s haystack, %d trials per cell", HAY_NAME[g->hay[h]], hi);
+        else svg_text(f, x0 + pw / 2, top - 16, "middle", 0, "%s haystack, %d-%d trials per cell", HAY_NAME[g->hay[h]], lo, hi);
         for (int l = 0; l < g->n_lengths; l++)
             for (int d = 0; d < g->n_depths; d++) {
                 const NeedleStat *s = cell(g, h, l, d);
-                char c[8];
-                colour(acc(s), c);
+                char c[8] = "#CCCCCC";   /* grey: not run (a length the encoding cannot represent) */
+                if (s->trials) colour(acc(s), c);
                 fprintf(f, "<rect class=\"cell\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" stroke=\"white\" stroke-width=\"0.5\">",
                         x0 + l * cw, top + d * ch, cw, ch, c);
-                svg_title(f, "%s, length %d, depth %.4g%%: %d/%d exact, digits %.0f%%, mean log p(key) %.2f", HAY_NAME[g->hay[h]],
-                          g->lengths[l], 100 * needle_depth(g, d), s->exact, s->trials, 100 * s->digits / (5.0 * s->trials), s->logp / s->trials);
+                if (s->trials)
+                    svg_title(f, "%s, length %d, depth %.4g%%: %d/%d exact, digits %.0f%%, mean log p(key) %.2f", HAY_NAME[g->hay[h]],
+                              g->lengths[l], 100 * needle_depth(g, d), s->exact, s->trials, 100 * s->digits / (5.0 * s->trials), s->logp / s->trials);
+                else svg_title(f, "%s, length %d, depth %.4g%%: not run", HAY_NAME[g->hay[h]], g->lengths[l], 100 * needle_depth(g, d));
                 fputs("</rect>\n", f);
             }
         for (int l = 0; l < g->n_lengths; l += xstep) svg_text(f, x0 + (l + 0.5) * cw, top + ph + 16, "middle", 0, "%d", g->lengths[l]);
@@ -478,6 +489,61 @@ void needle_distance_svg(const Needle *g, FILE *f) {
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\" stroke-width=\"2\"%s/>\n", lx, y, lx + 24, y,
                 g->hay[h] == HAY_CORPUS ? " stroke-dasharray=\"6 4\"" : "");
         svg_text(f, lx + 30, y + 4, "start", 0, "%s", HAY_NAME[g->hay[h]]);
+    }
+#undef X
+#undef Y
+    fputs("</svg>\n", f);
+}
+
+void lines_svg(FILE *f, const char *title, const char *model, const char *xlabel, const char *ylabel, const Series *series, int n) {
+    static const char *const PALETTE[] = {"#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1", "#FF9DA7",
+                                          "#9C755F", "#BAB0AC", "#1B9E77", "#D95F02", "#7570B3", "#E7298A"};
+    const double x0 = 70, top = 52, pw = 600, ph = 370;
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < series[i].n; j++)
+            if (isfinite(series[i].y[j]) && series[i].x[j] > 0) {
+                xlo = fmin(xlo, log2(series[i].x[j])); xhi = fmax(xhi, log2(series[i].x[j]));
+                ylo = fmin(ylo, series[i].y[j]); yhi = fmax(yhi, series[i].y[j]);
+            }
+    if (!(xlo <= xhi)) xlo = 0, xhi = 1, ylo = 0, yhi = 1;
+    xlo = floor(xlo); xhi = ceil(xhi) > xlo ? ceil(xhi) : xlo + 1;
+    double ystep = pow(10, floor(log10(fmax(yhi - ylo, 1e-9)))) / 2;   /* y from the data, in round steps */
+    ylo = floor(ylo / ystep) * ystep; yhi = ceil(yhi / ystep) * ystep;
+    if (yhi <= ylo) yhi = ylo + ystep;
+    while ((yhi - ylo) / ystep > 10) ystep *= 2;
+#define X(v) (x0 + (log2(v) - xlo) / (xhi - xlo) * pw)
+#define Y(v) (top + (yhi - (v)) / (yhi - ylo) * ph)
+    svg_begin(f, title, model);
+    svg_text(f, x0 + pw / 2, top - 16, "middle", 0, "%s", title);
+    for (double v = ylo; v <= yhi + ystep / 2; v += ystep) {
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", x0, Y(v), x0 + pw, Y(v));
+        svg_text(f, x0 - 6, Y(v) + 4, "end", 0, "%.3g", v);
+    }
+    for (double e = xlo; e <= xhi; e++) {
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", X(exp2(e)), top, X(exp2(e)), top + ph);
+        svg_text(f, X(exp2(e)), top + ph + 16, "middle", 0, "%g", exp2(e));
+    }
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n", x0, top, pw, ph);
+    svg_text(f, x0 + pw / 2, top + ph + 40, "middle", 0, "%s", xlabel);
+    svg_text(f, x0 - 50, top + ph / 2, "middle", 1, "%s", ylabel);
+    for (int i = 0; i < n; i++) {
+        const Series *s = &series[i];
+        const char *c = PALETTE[i % 14], *dash = i >= 14 ? " stroke-dasharray=\"6 4\"" : "";
+        fprintf(f, "<g class=\"series\"><polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", c, dash);
+        for (int j = 0; j < s->n; j++) if (isfinite(s->y[j]) && s->x[j] > 0) fprintf(f, "%.1f,%.1f ", X(s->x[j]), Y(s->y[j]));
+        fputs("\"/>\n", f);
+        for (int j = 0; j < s->n; j++) {
+            if (!isfinite(s->y[j]) || s->x[j] <= 0) continue;
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\">", X(s->x[j]), Y(s->y[j]), c);
+            svg_title(f, "%s: %g, %.4g", s->label, s->x[j], s->y[j]);
+            fputs("</circle>\n", f);
+        }
+        fputs("</g>\n", f);
+        double ly = top + 10 + 18 * i;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"%s/>\n", x0 + pw + 16, ly,
+                x0 + pw + 40, ly, c, dash);
+        svg_text(f, x0 + pw + 46, ly + 4, "start", 0, "%s", s->label);
     }
 #undef X
 #undef Y

@@ -86,4 +86,9 @@ void needle_heatmap_svg(const Needle *g, FILE *f);
 void needle_distance_csv(const Needle *g, FILE *f);
 void needle_distance_svg(const Needle *g, FILE *f);
 
+/* A line chart with a log2 x axis, one line per series (the study's perplexity-by-length figure); points
+   with a non-finite y are left out. */
+typedef struct { const char *label; int n; const double *x, *y; } Series;
+void lines_svg(FILE *f, const char *title, const char *model, const char *xlabel, const char *ylabel, const Series *series, int n);
+
 #endif

@@ -1,0 +1,548 @@
+/* ./study: the extrapolation study of study.md §11 on the model zoo. For every variant (a zoo model and
+   how it is run: its own encoding, a zero-shot RoPE scaling, or a shifting cache with sinks) it measures
+   held-out perplexity by window length and position bucket and the passkey grid (lengths x depths x
+   both haystacks), then writes results/: CSVs, one heatmap and one distance view per variant, the
+   perplexity-by-length figures and README.md, the report with a verdict for every prediction of
+   §11.5 computed from the numbers. Everything runs through eval.c, the same code as ./run -m ppl and
+   -m needle; each variant's row can be reproduced with the ./run command the report prints. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "cli.h"
+#include "eval.h"
+
+typedef struct {
+    const char *name;       /* results/<name>-needle.svg ... */
+    const char *file;       /* in the zoo folder */
+    const char *pe;         /* -pe override; NULL: the file's encoding and settings */
+    double scale;           /* RoPE scaling factor: -1 = max(1, N / L) at window length N (zero-shot); > 0 fixed (dynamic's alpha) */
+    int sinks;              /* >= 0: a cache of L slots, shifted with this many sinks; -1: the cache holds the window */
+    const char *label;
+} Variant;
+
+static const Variant VARIANTS[] = {
+    {"rope", "rope.gguf", NULL, 0, -1, "RoPE"},
+    {"rope-pi", "rope.gguf", "linear", -1, -1, "RoPE + PI, zero-shot"},
+    {"rope-ntk", "rope.gguf", "ntk", -1, -1, "RoPE + NTK-aware, zero-shot"},
+    {"rope-dynamic", "rope.gguf", "dynamic", 1, -1, "RoPE + dynamic NTK"},
+    {"rope-yarn", "rope.gguf", "yarn", -1, -1, "RoPE + YaRN, zero-shot"},
+    {"rope-sinks", "rope.gguf", NULL, 0, 4, "RoPE, 4 sinks + shifting cache of L"},
+    {"rope-pi4", "rope-pi4.gguf", NULL, 0, -1, "RoPE, PI fine-tuned at 4L"},
+    {"rope-yarn4", "rope-yarn4.gguf", NULL, 0, -1, "RoPE, YaRN fine-tuned at 4L"},
+    {"alibi", "alibi.gguf", NULL, 0, -1, "ALiBi"},
+    {"t5", "t5.gguf", NULL, 0, -1, "T5 bias"},
+    {"sinusoidal", "sinusoidal.gguf", NULL, 0, -1, "sinusoidal"},
+    {"learned", "learned.gguf", NULL, 0, -1, "learned"},
+    {"none", "none.gguf", NULL, 0, -1, "NoPE"},
+};
+enum { N_VARIANTS = sizeof VARIANTS / sizeof VARIANTS[0] };
+
+/* multiples of L (study.md §11.4) */
+static const double PPL_MULT[] = {0.5, 1, 1.25, 1.5, 2, 4, 8, 16, 32, 64};
+static const double NEEDLE_MULT[] = {1, 1.5, 2, 4, 8, 16, 32, 64};
+enum { N_PPL = sizeof PPL_MULT / sizeof PPL_MULT[0], N_NEEDLE = sizeof NEEDLE_MULT / sizeof NEEDLE_MULT[0] };
+
+typedef struct {
+    const char *zoo, *text, *out, *only;
+    int depths, trials, max_mult, ppl_tokens, threads;
+    unsigned long long seed;
+} Args;
+
+typedef struct {
+    int L;                          /* the model's training length */
+    int ppl_ok[N_PPL];              /* 0: refused (see ppl_err) */
+    char ppl_err[N_PPL][GGUF_ERR];
+    Ppl ppl[N_PPL];
+    Needle grid;                    /* all needle lengths merged; cells of refused lengths have 0 trials */
+    int needle_ok[N_NEEDLE];
+    double seconds;
+} Result;
+
+static void usage(void) {
+    printf("usage: ./study [options]   (make study)\n"
+           "  -zoo DIR         the zoo models (default models/zoo)\n"
+           "  -f FILE          held-out text: perplexity and the corpus haystack (default data/brown-heldout.txt)\n"
+           "  -o DIR           results folder (default results)\n"
+           "  -only A,B        run only these variants (names as in the report)\n"
+           "  -max-mult M      longest length, in multiples of L (default 64)\n"
+           "  -ppl-tokens N    tokens scored per perplexity length (default 65536)\n"
+           "  -depths N        needle depths 0..100%% (default 11)\n"
+           "  -trials N        needle trials per cell up to 4L, halved per doubling after (at least 1) (default 4)\n"
+           "  -s SEED          needle seed (default 1)\n"
+           "  -th N            threads (default: all cores)\n");
+}
+
+static void parse_args(Args *a, int argc, char **argv) {
+    *a = (Args){"models/zoo", "data/brown-heldout.txt", "results", NULL, 11, 4, 64, 65536, 0, 1};
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(); exit(0); }
+        if (i + 1 >= argc) die("flag %s needs a value (see ./study -h)", f);
+        const char *v = argv[++i];
+        if (!strcmp(f, "-zoo")) a->zoo = v;
+        else if (!strcmp(f, "-f")) a->text = v;
+        else if (!strcmp(f, "-o")) a->out = v;
+        else if (!strcmp(f, "-only")) a->only = v;
+        else if (!strcmp(f, "-max-mult")) a->max_mult = (int)parse_int(f, v, 1, 64);
+        else if (!strcmp(f, "-ppl-tokens")) a->ppl_tokens = (int)parse_int(f, v, 1, 1 << 26);
+        else if (!strcmp(f, "-depths")) a->depths = (int)parse_int(f, v, 1, NEEDLE_MAX_DEPTHS);
+        else if (!strcmp(f, "-trials")) a->trials = (int)parse_int(f, v, 1, 10000);
+        else if (!strcmp(f, "-s")) a->seed = (unsigned long long)parse_int(f, v, 0, LONG_MAX);
+        else if (!strcmp(f, "-th")) a->threads = (int)parse_int(f, v, 1, 1024);
+        else die("unknown flag %s (see ./study -h)", f);
+    }
+}
+
+static int selected(const Args *a, const char *name) {
+    if (!a->only) return 1;
+    size_t n = strlen(name);
+    for (const char *p = a->only; (p = strstr(p, name)); p += n)
+        if ((p == a->only || p[-1] == ',') && (p[n] == ',' || !p[n])) return 1;
+    return 0;
+}
+
+static int trials_at(const Args *a, double mult) {
+    int t = a->trials;
+    for (double m = 8; m <= mult; m *= 2) t = t > 1 ? t / 2 : 1;
+    return t;
+}
+
+/* Opens the variant's model with a cache for `length` tokens (or L slots when it streams). */
+static int open_variant(Model *m, const Args *a, const Variant *v, int length, char *err) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", a->zoo, v->file);
+    if (model_open(m, path, err)) return -1;
+    PeSettings pe = m->c.pe;
+    if (v->pe) {
+        snprintf(pe.method, sizeof pe.method, "%s", v->pe);
+        pe.scale = v->scale < 0 ? fmax(1.0, (double)length / m->c.train_ctx) : v->scale;
+        pe.orig_ctx = m->c.train_ctx;
+    }
+    int slots = v->sinks >= 0 ? m->c.train_ctx : length;
+    if (model_prepare(m, &pe, slots, 512, err)) { model_close(m); return -1; }
+    return 0;
+}
+
+static void run_variant(const Args *a, const Variant *v, Result *r, const Tokens *text, const Passkey *pk) {
+    char err[GGUF_ERR], desc[600];
+    double t0 = now_s();
+    Model m;
+    if (open_variant(&m, a, v, 1, err)) die("%s: %s", v->name, err);
+    r->L = m.c.train_ctx;
+    model_close(&m);
+    for (int i = 0; i < N_PPL; i++) {
+        int N = (int)(PPL_MULT[i] * r->L);
+        if (PPL_MULT[i] > a->max_mult) continue;
+        fprintf(stderr, "%s: perplexity at %d\n", v->name, N);
+        if (open_variant(&m, a, v, N, err)) { snprintf(r->ppl_err[i], sizeof r->ppl_err[i], "%s", err); continue; }
+        eval_describe(&m, v->file, desc, sizeof desc);
+        Ppl *p = &r->ppl[i];
+        *p = (Ppl){.model = v->label, .window = N, .stride = N, .bucket = r->L, .chunk = 512, .shift = v->sinks >= 0, .keep = v->sinks};
+        size_t n = (size_t)a->ppl_tokens + 1 < text->n ? (size_t)a->ppl_tokens + 1 : text->n;
+        if (n < (size_t)N + 1) n = (size_t)N + 1 <= text->n ? (size_t)N + 1 : text->n;
+        r->ppl_ok[i] = eval_ppl(&m, text->ids, n, p, err) == 0;
+        if (!r->ppl_ok[i]) snprintf(r->ppl_err[i], sizeof r->ppl_err[i], "%s", err);
+        model_close(&m);
+    }
+    /* the needle grid, one length at a time (a zero-shot scaling's s follows the length), merged */
+    Needle *g = &r->grid;
+    memset(g, 0, sizeof *g);
+    g->model = v->label;
+    g->n_depths = a->depths;
+    g->n_hay = 2;
+    g->hay[0] = HAY_FILLER;
+    g->hay[1] = HAY_CORPUS;
+    g->seed = a->seed;
+    for (int l = 0; l < N_NEEDLE && NEEDLE_MULT[l] <= a->max_mult; l++) g->lengths[g->n_lengths++] = (int)(NEEDLE_MULT[l] * r->L);
+    g->trials = trials_at(a, 1);
+    g->cell = calloc((size_t)2 * g->n_lengths * g->n_depths, sizeof *g->cell);
+    g->dist = calloc((size_t)2 * g->n_lengths * NEEDLE_BINS, sizeof *g->dist);
+    if (!g->cell || !g->dist) die("out of memory for the needle grid");
+    for (int l = 0; l < g->n_lengths; l++) {
+        int T = g->lengths[l];
+        fprintf(stderr, "%s: needle grid at %d\n", v->name, T);
+        if (open_variant(&m, a, v, T, err)) continue;
+        Needle one = *g;
+        one.n_lengths = 1;
+        one.lengths[0] = T;
+        one.trials = trials_at(a, NEEDLE_MULT[l]);
+        one.shift = v->sinks >= 0;
+        one.keep = v->sinks;
+        r->needle_ok[l] = eval_needle(&m, pk, &one, err) == 0;
+        model_close(&m);
+        if (!r->needle_ok[l]) continue;
+        for (int h = 0; h < 2; h++) {
+            memcpy(g->cell + ((size_t)h * g->n_lengths + l) * g->n_depths, one.cell + (size_t)h * g->n_depths, (size_t)g->n_depths * sizeof *g->cell);
+            memcpy(g->dist + ((size_t)h * g->n_lengths + l) * NEEDLE_BINS, one.dist + (size_t)h * NEEDLE_BINS, NEEDLE_BINS * sizeof *g->dist);
+        }
+        needle_free(&one);
+    }
+    r->seconds = now_s() - t0;
+}
+
+/* ---- numbers the report reads ---- */
+
+static double bpb(const Ppl *p) { return p->nll / log(2) / (double)p->bytes; }
+static double bucket_bpb(const Ppl *p, int k) { return p->b_bytes[k] ? p->b_nll[k] / log(2) / (double)p->b_bytes[k] : NAN; }
+static int ppl_index(double mult) {
+    for (int i = 0; i < N_PPL; i++) if (PPL_MULT[i] == mult) return i;
+    return -1;
+}
+static int needle_index(const Needle *g, int L, double mult) {
+    for (int l = 0; l < g->n_lengths; l++) if (g->lengths[l] == (int)(mult * L)) return l;
+    return -1;
+}
+/* window-average bits/byte at mult x L; NAN if not run or refused */
+static double avg_at(const Result *r, double mult) {
+    int i = ppl_index(mult);
+    return i >= 0 && r->ppl_ok[i] ? bpb(&r->ppl[i]) : NAN;
+}
+/* bits/byte of the window's last bucket (positions [mult*L/2, mult*L) for mult >= 2) */
+static double last_bucket_at(const Result *r, double mult) {
+    int i = ppl_index(mult);
+    return i >= 0 && r->ppl_ok[i] ? bucket_bpb(&r->ppl[i], r->ppl[i].n_buckets - 1) : NAN;
+}
+static NeedleStat needle_at(const Result *r, double mult, int max_distance) {   /* both haystacks, all depths; distance filter (0: all) */
+    NeedleStat s = {0};
+    const Needle *g = &r->grid;
+    int l = needle_index(g, r->L, mult);
+    if (l < 0 || !r->needle_ok[l]) return s;
+    for (int h = 0; h < g->n_hay; h++)
+        if (!max_distance) {
+            for (int d = 0; d < g->n_depths; d++) {
+                const NeedleStat *c = &g->cell[((size_t)h * g->n_lengths + l) * g->n_depths + d];
+                s.trials += c->trials; s.exact += c->exact; s.digits += c->digits; s.logp += c->logp;
+            }
+        } else {
+            for (int k = 0; k < NEEDLE_BINS && (1LL << k) < max_distance; k++) {   /* bins [2^k, 2^(k+1)) that start below it */
+                const NeedleStat *c = &g->dist[((size_t)h * g->n_lengths + l) * NEEDLE_BINS + k];
+                s.trials += c->trials; s.exact += c->exact;
+            }
+        }
+    return s;
+}
+static double exact_at(const Result *r, double mult) {
+    NeedleStat s = needle_at(r, mult, 0);
+    return s.trials ? (double)s.exact / s.trials : NAN;
+}
+/* exact match of needles closer than `distance` to the question, at mult x L */
+static double near_at(const Result *r, double mult, int distance) {
+    NeedleStat s = needle_at(r, mult, distance);
+    return s.trials ? (double)s.exact / s.trials : NAN;
+}
+static double passkey_context(const Result *r) {   /* YaRN's: the longest length with exact >= 80% */
+    double best = 0;
+    for (int l = 0; l < N_NEEDLE; l++) if (exact_at(r, NEEDLE_MULT[l]) >= 0.8) best = NEEDLE_MULT[l];
+    return best;
+}
+
+/* ---- output ---- */
+
+static FILE *open_in(const Args *a, const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", a->out, name);
+    FILE *f = fopen(path, "w");
+    if (!f) die("cannot write %s: %s", path, strerror(errno));
+    return f;
+}
+
+static void close_checked(FILE *f, const char *name) {
+    if (ferror(f) | fclose(f)) die("error writing %s", name);
+}
+
+static void write_csvs(const Args *a, const Result *res, const int *run) {
+    FILE *f = open_in(a, "ppl.csv");
+    fprintf(f, "variant,window,bucket_lo,bucket_hi,tokens,bytes,bits_per_byte,status\n");
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!run[v]) continue;
+        const Result *r = &res[v];
+        for (int i = 0; i < N_PPL && PPL_MULT[i] <= a->max_mult; i++) {
+            int N = (int)(PPL_MULT[i] * r->L);
+            const Ppl *p = &r->ppl[i];
+            if (!r->ppl_ok[i]) { fprintf(f, "%s,%d,0,%d,0,0,,refused\n", VARIANTS[v].name, N, N); continue; }
+            for (int k = 0; k < p->n_buckets; k++) {
+                long long lo = k ? (long long)r->L << (k - 1) : 0, hi = (long long)r->L << k;
+                fprintf(f, "%s,%d,%lld,%lld,%lld,%lld,%.6f,ok\n", VARIANTS[v].name, N, lo, hi < N ? hi : N, p->b_tokens[k], p->b_bytes[k],
+                        bucket_bpb(p, k));
+            }
+            fprintf(f, "%s,%d,0,%d,%lld,%lld,%.6f,ok\n", VARIANTS[v].name, N, N, p->tokens, p->bytes, bpb(p));
+        }
+    }
+    close_checked(f, "ppl.csv");
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!run[v]) continue;
+        char name[300];
+        const char *kinds[] = {"needle.csv", "needle.svg", "distance.csv", "distance.svg"};
+        for (int k = 0; k < 4; k++) {
+            snprintf(name, sizeof name, "%s-%s", VARIANTS[v].name, kinds[k]);
+            f = open_in(a, name);
+            if (k == 0) needle_csv(&res[v].grid, f);
+            if (k == 1) needle_heatmap_svg(&res[v].grid, f);
+            if (k == 2) needle_distance_csv(&res[v].grid, f);
+            if (k == 3) needle_distance_svg(&res[v].grid, f);
+            close_checked(f, name);
+        }
+    }
+}
+
+static void write_figures(const Args *a, const Result *res, const int *run) {
+    Series s[N_VARIANTS];
+    double x[N_VARIANTS][N_PPL], y[N_VARIANTS][N_PPL], z[N_VARIANTS][N_PPL];
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        n = 0;
+        for (int v = 0; v < N_VARIANTS; v++) {
+            if (!run[v]) continue;
+            int k = 0;
+            for (int i = 0; i < N_PPL && PPL_MULT[i] <= a->max_mult; i++) {
+                x[v][k] = PPL_MULT[i];
+                y[v][k] = avg_at(&res[v], PPL_MULT[i]);
+                z[v][k++] = PPL_MULT[i] >= 2 ? last_bucket_at(&res[v], PPL_MULT[i]) : avg_at(&res[v], PPL_MULT[i]);
+            }
+            s[n++] = (Series){VARIANTS[v].label, k, x[v], pass ? z[v] : y[v]};
+        }
+        const char *name = pass ? "ppl-last-bucket.svg" : "ppl-by-length.svg";
+        FILE *f = open_in(a, name);
+        if (pass)
+            lines_svg(f, "Bits per byte of the window's last position bucket [N/2, N)", "held-out Brown, non-overlapping windows of N tokens",
+                      "Window length N, in multiples of the training length L", "bits per byte", s, n);
+        else
+            lines_svg(f, "Perplexity by window length (window average)", "held-out Brown, non-overlapping windows of N tokens",
+                      "Window length N, in multiples of the training length L", "bits per byte", s, n);
+        close_checked(f, name);
+    }
+}
+
+static const Result *find(const Result *res, const int *run, const char *name) {
+    for (int v = 0; v < N_VARIANTS; v++) if (run[v] && !strcmp(VARIANTS[v].name, name)) return &res[v];
+    return NULL;
+}
+
+static const char *pct(double v, char *buf) {
+    if (isnan(v)) return "n/a";
+    snprintf(buf, 16, "%.0f%%", 100 * v);
+    return buf;
+}
+static const char *num(double v, char *buf) {
+    if (isnan(v)) return "n/a";
+    snprintf(buf, 16, "%.3f", v);
+    return buf;
+}
+
+/* One verdict line: reproduced / not reproduced / not tested, and the evidence in numbers. A number the
+   run did not measure (a length left out with -max-mult or -only) shows as nan or n/a and makes the
+   verdict "incomplete" rather than a failure. */
+static void verdict(FILE *f, int n, const char *claim, int tested, int holds, const char *fmt, ...) {
+    char evidence[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(evidence, sizeof evidence, fmt, ap);
+    va_end(ap);
+    const char *v = !tested ? "not tested" : strstr(evidence, "nan") || strstr(evidence, "n/a") ? "incomplete" : holds ? "reproduced" : "not reproduced";
+    fprintf(f, "| %d | %s | **%s** | %s |\n", n, claim, v, evidence);
+}
+
+static void write_report(const Args *a, const Result *res, const int *run, double seconds, int argc, char **argv) {
+    FILE *f = open_in(a, "README.md");
+    char b1[16], b2[16], b3[16], b4[16], b5[16], b6[16];
+    fprintf(f, "# The extrapolation study on the zoo\n\nWritten by `./study` (`make study`) in %.0f s on this machine; the command:\n\n    ", seconds);
+    for (int i = 0; i < argc; i++) fprintf(f, "%s%s", i ? " " : "", argv[i]);
+    fprintf(f, "\n\nProtocol (study.md §11.4, scaled to one hour on 2 cores): perplexity over the held-out Brown text (`%s`), "
+               "non-overlapping windows, %d tokens scored per length; the passkey grid at lengths 1-%dx L, %d depths, both haystacks, "
+               "%d trials per cell up to 4L and half as many per doubling after (at least 1), seed %llu. Zero-shot RoPE scalings use "
+               "s = max(1, N / L) at each length N. Every number below comes from the CSVs in this folder.\n\n",
+            a->text, a->ppl_tokens, a->max_mult, a->depths, a->trials, a->seed);
+
+    fprintf(f, "## Summary\n\nBits per byte (window average) and passkey exact match, both haystacks pooled.\n\n"
+               "| variant | bpb 1x | bpb 2x | bpb 4x | bpb 16x | bpb 64x | passkey 1x | 2x | 4x | 16x | 64x | passkey context |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!run[v]) continue;
+        const Result *r = &res[v];
+        fprintf(f, "| %s | %s | %s | %s | %s | %s |", VARIANTS[v].label, num(avg_at(r, 1), b1), num(avg_at(r, 2), b2), num(avg_at(r, 4), b3),
+                num(avg_at(r, 16), b4), num(avg_at(r, 64), b5));
+        fprintf(f, " %s | %s | %s | %s | %s |", pct(exact_at(r, 1), b1), pct(exact_at(r, 2), b2), pct(exact_at(r, 4), b3),
+                pct(exact_at(r, 16), b4), pct(exact_at(r, 64), b5));
+        double ctx = passkey_context(r);
+        if (ctx > 0) fprintf(f, " %gL |\n", ctx);
+        else fprintf(f, " none |\n");
+        (void)b6;
+    }
+    fprintf(f, "\n\"n/a\": not run or refused (the learned table cannot represent positions past L).\n\n"
+               "![perplexity by length](ppl-by-length.svg)\n\n![last position bucket](ppl-last-bucket.svg)\n\n");
+
+    /* gates */
+    fprintf(f, "## Gates\n\n");
+    int g1 = 1, n_models = 0;
+    double lo = INFINITY, hi = -INFINITY;
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!run[v] || VARIANTS[v].pe || VARIANTS[v].sinks >= 0 || strstr(VARIANTS[v].name, "4")) continue;   /* the trained models, as trained */
+        n_models++;
+        g1 &= exact_at(&res[v], 1) >= 0.95;
+        lo = fmin(lo, avg_at(&res[v], 1));
+        hi = fmax(hi, avg_at(&res[v], 1));
+    }
+    fprintf(f, "- **G1 learnability** (every trained model >= 95%% exact at L): %s over %d models.\n", g1 ? "passed" : "FAILED", n_models);
+    fprintf(f, "- **G2 in-distribution parity** (bits/byte at L within ~5%%): spread %.3f to %.3f (%.1f%%).\n\n", lo, hi, 100 * (hi / lo - 1));
+
+    /* predictions, study.md §11.5 */
+    const Result *rope = find(res, run, "rope"), *pi = find(res, run, "rope-pi"), *ntk = find(res, run, "rope-ntk"),
+                 *dyn = find(res, run, "rope-dynamic"), *yarn = find(res, run, "rope-yarn"), *sinks = find(res, run, "rope-sinks"),
+                 *pi4 = find(res, run, "rope-pi4"), *yarn4 = find(res, run, "rope-yarn4"), *alibi = find(res, run, "alibi"),
+                 *t5 = find(res, run, "t5"), *sin = find(res, run, "sinusoidal"), *learned = find(res, run, "learned"),
+                 *nope = find(res, run, "none");
+    fprintf(f, "## Predictions (study.md §11.5)\n\n| # | prediction | verdict | evidence |\n|---|---|---|---|\n");
+    if (learned) {
+        int i2 = ppl_index(2);
+        verdict(f, 1, "learned APE cannot run past L; the runtime refuses", 1, !learned->ppl_ok[i2] && isnan(exact_at(learned, 2)),
+                "at 2L: %s", learned->ppl_ok[i2] ? "it ran" : learned->ppl_err[i2]);
+    }
+    if (sin) {
+        double b1x = avg_at(sin, 1), past = last_bucket_at(sin, 2), ratio = exp2(past - b1x);
+        int holds = ratio >= 1.5 && avg_at(sin, 4) > b1x && exact_at(sin, 2) < 0.05 && exact_at(sin, 4) < 0.05;
+        verdict(f, 2, "sinusoidal: perplexity of positions >= L >= 1.5x the 1x value by 2x; passkey ~0 at >= 2x", 1, holds,
+                "positions [L,2L) at 2x: %.3f bpb vs %.3f at 1x (perplexity x%.2f); 4x window average %.3f; passkey 2x %s, 4x %s", past, b1x,
+                ratio, avg_at(sin, 4), pct(exact_at(sin, 2), b1), pct(exact_at(sin, 4), b2));
+    }
+    if (rope) {
+        int holds = exact_at(rope, 2) <= 0.3 && exact_at(rope, 4) < 0.05 && near_at(rope, 4, rope->L) < 0.05 &&
+                    last_bucket_at(rope, 4) > last_bucket_at(rope, 2) && last_bucket_at(rope, 2) > avg_at(rope, 1);
+        verdict(f, 3, "RoPE unscaled: bucket perplexity past L rises steeply; passkey <= 30% at 2x, ~0 at >= 4x even for needles within L", 1,
+                holds, "last bucket: %.3f (2x), %.3f (4x), %.3f (8x) vs %.3f at 1x; passkey 1.5x %s, 2x %s, 4x %s, 4x with needle within L %s",
+                last_bucket_at(rope, 2), last_bucket_at(rope, 4), last_bucket_at(rope, 8), avg_at(rope, 1), pct(exact_at(rope, 1.5), b1),
+                pct(exact_at(rope, 2), b2), pct(exact_at(rope, 4), b3), pct(near_at(rope, 4, rope->L), b4));
+    }
+    if (alibi) {
+        int flat = 1;
+        for (int i = ppl_index(1); i + 1 < N_PPL && PPL_MULT[i + 1] <= a->max_mult; i++) flat &= avg_at(alibi, PPL_MULT[i + 1]) <= avg_at(alibi, PPL_MULT[i]) * 1.01;
+        double near16 = near_at(alibi, 16, alibi->L), near64 = near_at(alibi, a->max_mult, alibi->L);
+        int holds = flat && near16 >= 0.8 && exact_at(alibi, a->max_mult) < near64;
+        verdict(f, 4, "ALiBi: window-average bits/byte non-increasing 1x-64x; passkey >= 80% when the needle is within ~L at any length, decaying with distance",
+                1, holds, "window average %.3f (1x), %.3f (4x), %.3f (16x), %.3f (%dx)%s; needles within L: %s at 16x, %s at %dx; all needles %s at 16x",
+                avg_at(alibi, 1), avg_at(alibi, 4), avg_at(alibi, 16), avg_at(alibi, a->max_mult), a->max_mult, flat ? "" : " (not monotone within 1%)",
+                pct(near16, b1), pct(near64, b2), a->max_mult, pct(exact_at(alibi, 16), b3));
+    }
+    {
+        const Result *cands[] = {alibi, sinks, yarn};
+        const char *names[] = {"ALiBi", "RoPE + sinks", "YaRN zero-shot"};
+        char ev[600] = "";
+        int holds = 0, tested = 0;
+        for (int i = 0; i < 3; i++) {
+            if (!cands[i]) continue;
+            tested = 1;
+            double flat = avg_at(cands[i], 16) / avg_at(cands[i], 1), mean4 = 0;
+            int n = 0;
+            for (int l = 0; l < N_NEEDLE; l++) if (NEEDLE_MULT[l] >= 4 && !isnan(exact_at(cands[i], NEEDLE_MULT[l]))) { mean4 += exact_at(cands[i], NEEDLE_MULT[l]); n++; }
+            mean4 = n ? mean4 / n : NAN;
+            holds |= flat <= 1.05 && mean4 < 0.5;
+            size_t len = strlen(ev);
+            snprintf(ev + len, sizeof ev - len, "%s%s: bpb 16x/1x = %.3f, mean passkey at >= 4x %s", len ? "; " : "", names[i], flat, pct(mean4, b1));
+        }
+        verdict(f, 5, "perplexity != retrieval: a variant with flat perplexity to 16x (within 5%) has mean passkey < 50% at >= 4x", tested, holds, "%s", ev);
+    }
+    if (sinks) {
+        int holds = avg_at(sinks, a->max_mult) <= avg_at(sinks, 1) * 1.05 && near_at(sinks, 16, sinks->L / 2) >= 0.8 && exact_at(sinks, 16) < 0.5;
+        verdict(f, 6, "StreamingLLM on RoPE (4 sinks + shifting cache of L): perplexity flat to 64x; passkey only while the needle is in the cache", 1,
+                holds, "window average %.3f (1x), %.3f (%dx); at 16x: needles within L/2 %s, all %s", avg_at(sinks, 1), avg_at(sinks, a->max_mult),
+                a->max_mult, pct(near_at(sinks, 16, sinks->L / 2), b1), pct(exact_at(sinks, 16), b2));
+    }
+    if (pi && pi4) {
+        int zs = avg_at(pi, 2) > avg_at(rope, 1) && avg_at(pi, 16) < 2 * avg_at(pi, 2);
+        int ft = exact_at(pi4, 1) >= 0.8 && exact_at(pi4, 2) >= 0.8 && exact_at(pi4, 4) >= 0.8 && avg_at(pi4, 4) <= avg_at(rope, 1) * 1.05;
+        verdict(f, 7, "PI zero-shot: no explosion but worse than 1x; PI fine-tuned at s=4: ~in-distribution perplexity and passkey >= 80% up to 4x", 1,
+                zs && ft, "zero-shot bpb %.3f (2x), %.3f (16x) vs plain RoPE %.3f at 1x and %.3f at 2x; fine-tuned: bpb %.3f at 4x, passkey %s / %s / %s at 1x / 2x / 4x, %s at 8x",
+                avg_at(pi, 2), avg_at(pi, 16), avg_at(rope, 1), avg_at(rope, 2), avg_at(pi4, 4), pct(exact_at(pi4, 1), b1), pct(exact_at(pi4, 2), b2),
+                pct(exact_at(pi4, 4), b3), pct(exact_at(pi4, 8), b4));
+    }
+    if (ntk && pi && dyn) {
+        int holds = avg_at(ntk, 2) < avg_at(pi, 2) && avg_at(ntk, 4) < avg_at(pi, 4) && fabs(avg_at(dyn, 1) - avg_at(rope, 1)) < 1e-6 &&
+                    avg_at(dyn, 8) < avg_at(rope, 8);
+        verdict(f, 8, "NTK-aware zero-shot beats PI zero-shot at 2-4x; dynamic NTK = RoPE up to 1x and degrades gracefully", 1, holds,
+                "NTK %.3f / %.3f vs PI %.3f / %.3f at 2x / 4x; dynamic %.3f at 1x (RoPE %.3f), %.3f at 8x (RoPE %.3f); passkey NTK 2x %s",
+                avg_at(ntk, 2), avg_at(ntk, 4), avg_at(pi, 2), avg_at(pi, 4), avg_at(dyn, 1), avg_at(rope, 1), avg_at(dyn, 8), avg_at(rope, 8),
+                pct(exact_at(ntk, 2), b1));
+    }
+    if (yarn && yarn4 && pi && ntk && dyn && pi4) {
+        int best = 1;
+        for (double m = 2; m <= 8; m *= 2)
+            best &= avg_at(yarn, m) <= fmin(avg_at(pi, m), fmin(avg_at(ntk, m), avg_at(dyn, m)));
+        int ft = exact_at(yarn4, 1) >= 0.8 && exact_at(yarn4, 2) >= 0.8 && exact_at(yarn4, 4) >= 0.8 && exact_at(yarn4, 8) > exact_at(pi4, 8);
+        verdict(f, 9, "YaRN zero-shot: best zero-shot perplexity among the RoPE scalings at 2-8x; fine-tuned at s=4: passkey >= 80% up to 4x, better than PI-FT at 8x",
+                1, best && ft, "zero-shot bpb at 2x / 4x / 8x: YaRN %.3f / %.3f / %.3f, PI %.3f / %.3f / %.3f, NTK %.3f / %.3f / %.3f, dynamic %.3f / %.3f / %.3f; "
+                "fine-tuned passkey %s / %s / %s at 1x / 2x / 4x, %s at 8x (PI-FT %s)", avg_at(yarn, 2), avg_at(yarn, 4), avg_at(yarn, 8), avg_at(pi, 2),
+                avg_at(pi, 4), avg_at(pi, 8), avg_at(ntk, 2), avg_at(ntk, 4), avg_at(ntk, 8), avg_at(dyn, 2), avg_at(dyn, 4), avg_at(dyn, 8),
+                pct(exact_at(yarn4, 1), b1), pct(exact_at(yarn4, 2), b2), pct(exact_at(yarn4, 4), b3), pct(exact_at(yarn4, 8), b4), pct(exact_at(pi4, 8), b5));
+    }
+    verdict(f, 10, "Self-Extend on RoPE retrieves up to its reach", 0, 0, "Self-Extend is not implemented in this runtime (not in the issue's list)");
+    if (nope && rope) {
+        int holds = exact_at(nope, 1.5) > 0 && exact_at(nope, 4) < 0.05 && exact_at(nope, 1.5) >= exact_at(rope, 1.5);
+        verdict(f, 11, "NoPE: degrades more gracefully than RoPE (some passkey at 1.5-2x) but fails by 4x", 1, holds,
+                "NoPE passkey %s / %s / %s at 1.5x / 2x / 4x (RoPE %s / %s / %s); bpb %.3f / %.3f at 1x / 2x. Attention temperature: not run",
+                pct(exact_at(nope, 1.5), b1), pct(exact_at(nope, 2), b2), pct(exact_at(nope, 4), b3), pct(exact_at(rope, 1.5), b4),
+                pct(exact_at(rope, 2), b5), pct(exact_at(rope, 4), b6), avg_at(nope, 1), avg_at(nope, 2));
+    }
+    if (t5) {
+        int holds = avg_at(t5, 2) <= avg_at(t5, 1) * 1.1 && exact_at(t5, 2) > 0 && exact_at(t5, 2) < exact_at(t5, 1);
+        verdict(f, 12, "T5 bias: perplexity roughly flat to ~2-3x, slowly rising; passkey beyond L partial", 1, holds,
+                "bpb %.3f / %.3f / %.3f / %.3f at 1x / 2x / 4x / 16x; passkey %s / %s / %s at 1x / 2x / 4x", avg_at(t5, 1), avg_at(t5, 2), avg_at(t5, 4),
+                avg_at(t5, 16), pct(exact_at(t5, 1), b1), pct(exact_at(t5, 2), b2), pct(exact_at(t5, 4), b3));
+    }
+    verdict(f, 13, "ALiBi + PI retrieves farther than ALiBi", 0, 0, "ALiBi with interpolated distances is not implemented in this runtime");
+
+    fprintf(f, "\n## Needle heatmaps (x = context length, y = depth; red 0 -> yellow -> green 1) and distance views\n\n");
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!run[v]) continue;
+        fprintf(f, "### %s (%.0f s)\n\n![%s heatmap](%s-needle.svg)\n\n![%s distance](%s-distance.svg)\n\n", VARIANTS[v].label, res[v].seconds,
+                VARIANTS[v].name, VARIANTS[v].name, VARIANTS[v].name, VARIANTS[v].name);
+    }
+    close_checked(f, "README.md");
+}
+
+int main(int argc, char **argv) {
+    Args a;
+    parse_args(&a, argc, argv);
+#ifdef _OPENMP
+    if (a.threads) omp_set_num_threads(a.threads);
+#endif
+    if (mkdir(a.out, 0777) && errno != EEXIST) die("cannot create %s: %s", a.out, strerror(errno));
+    int run[N_VARIANTS], any = 0;
+    for (int v = 0; v < N_VARIANTS; v++) any |= run[v] = selected(&a, VARIANTS[v].name);
+    if (!any) die("-only %s names no variant", a.only);
+    /* the text, tokenized with the first model's tokenizer (the zoo shares one) */
+    char err[GGUF_ERR];
+    Model m;
+    int first = 0;
+    while (!run[first]) first++;
+    if (open_variant(&m, &a, &VARIANTS[first], 1, err)) die("%s", err);
+    if (!m.has_tok) die("%s has no tokenizer: %s", VARIANTS[first].file, m.tok_err);
+    Corpus c;
+    Tokens t;
+    Passkey pk;
+    if (corpus_load(&c, a.text, err) || corpus_tokenize(&c, &m.tok, &t, err) || passkey_init(&pk, &m.tok, &t, 1, err)) die("%s", err);
+    Result *res = calloc(N_VARIANTS, sizeof *res);
+    if (!res) die("out of memory");
+    double t0 = now_s();
+    for (int v = 0; v < N_VARIANTS; v++)
+        if (run[v]) {
+            run_variant(&a, &VARIANTS[v], &res[v], &t, &pk);
+            fprintf(stderr, "%s: done in %.0f s (%.0f s so far)\n", VARIANTS[v].name, res[v].seconds, now_s() - t0);
+        }
+    write_csvs(&a, res, run);
+    write_figures(&a, res, run);
+    write_report(&a, res, run, now_s() - t0, argc, argv);
+    printf("wrote %s/README.md, ppl.csv, the figures and one heatmap per variant in %.0f s\n", a.out, now_s() - t0);
+    for (int v = 0; v < N_VARIANTS; v++) needle_free(&res[v].grid);
+    free(res);
+    passkey_free(&pk);
+    tokens_free(&t);
+    corpus_free(&c);
+    model_close(&m);
+    return 0;
+}
