@@ -347,16 +347,14 @@ int batch_fill(const Passkey *pk, const BatchSpec *spec, int B, int T, Rng *rng,
         return fail(err, "batch: p_passkey %g and p_filler %g must lie in [0, 1]", spec->p_passkey, spec->p_filler);
     if (spec->p_passkey < 1 && (!pk->corpus || pk->corpus->n < (size_t)T + 1))
         return fail(err, "batch: language-model rows need a corpus of at least T + 1 = %d tokens", T + 1);
-    int pack = spec->pack > 1 ? spec->pack : 1, n_pk = 0;
+    int lo = 0, hi = 0, n_pk = 0;
     if (spec->p_passkey > 0) {
-        int shortest = (T + 1) / pack;   /* every example but the last, which also takes the remainder */
-        if (shortest < pk->overhead)
-            return fail(err, "batch: %d examples of %d tokens (T + 1 = %d) are shorter than the needle and question (%d tokens)", pack,
-                        shortest, T + 1, pk->overhead);
-        int lo = spec->min_distance > pk->min_distance ? spec->min_distance : pk->min_distance;
-        if (!spec->by_depth && lo > pk->min_distance + shortest - pk->overhead)
-            return fail(err, "batch: min_distance %d exceeds the largest distance %d of a %d-token example", lo,
-                        pk->min_distance + shortest - pk->overhead, shortest);
+        if (T + 1 < pk->overhead)
+            return fail(err, "batch: T + 1 = %d is shorter than the needle and question (%d tokens)", T + 1, pk->overhead);
+        lo = spec->min_distance > pk->min_distance ? spec->min_distance : pk->min_distance;
+        hi = pk->min_distance + T + 1 - pk->overhead;
+        if (!spec->by_depth && lo > hi)
+            return fail(err, "batch: min_distance %d exceeds the largest distance %d at T + 1 = %d", lo, hi, T + 1);
     }
     for (int r = 0; r < B; r++) {
         int *row = tokens + (size_t)r * (size_t)(T + 1);
@@ -368,23 +366,15 @@ int batch_fill(const Passkey *pk, const BatchSpec *spec, int B, int T, Rng *rng,
             for (int t = 0; t < T; t++) w[t] = 1.0f;
             continue;
         }
-        for (int t = 0; t < T; t++) w[t] = spec->answer_only ? 0.0f : 1.0f;
-        for (int j = 0, start = 0; j < pack; j++) {
-            int len = j + 1 < pack ? (T + 1) / pack : T + 1 - start;
-            int hay = rng_uniform(rng) < spec->p_filler ? HAY_FILLER : HAY_CORPUS, rc;
-            if (spec->by_depth) {
-                rc = passkey_at_depth(pk, hay, len, rng_uniform(rng), rng, row + start, in, err);
-            } else { /* log-uniform on [lo, hi + 1), floored: each octave of distance equally often */
-                int lo = spec->min_distance > pk->min_distance ? spec->min_distance : pk->min_distance;
-                int hi = pk->min_distance + len - pk->overhead;
-                double d = floor(lo * exp(rng_uniform(rng) * log((hi + 1.0) / lo)));
-                rc = passkey_at_distance(pk, hay, len, d > hi ? hi : (int)d, rng, row + start, in, err);
-            }
-            if (rc) return -1;
-            /* the answer is tokens start+len-5 .. start+len-1, predicted at positions one earlier */
-            for (int t = start + len - 6; t < start + len - 1; t++) w[t] = spec->answer_weight;
-            start += len;
+        int hay = rng_uniform(rng) < spec->p_filler ? HAY_FILLER : HAY_CORPUS, rc;
+        if (spec->by_depth) {
+            rc = passkey_at_depth(pk, hay, T + 1, rng_uniform(rng), rng, row, in, err);
+        } else { /* log-uniform on [lo, hi + 1), floored: each octave of distance equally often */
+            double d = floor(lo * exp(rng_uniform(rng) * log((hi + 1.0) / lo)));
+            rc = passkey_at_distance(pk, hay, T + 1, d > hi ? hi : (int)d, rng, row, in, err);
         }
+        if (rc) return -1;
+        for (int t = 0; t < T; t++) w[t] = t >= T - 5 ? spec->answer_weight : spec->answer_only ? 0.0f : 1.0f;
         n_pk++;
     }
     return n_pk;

@@ -55,11 +55,7 @@
    targets tokens[r][1..T+1); weights[r][t] weights the loss of predicting tokens[r][t+1] at position t.
    A row is a passkey example of length T+1 with probability p_passkey (its answer fills the last 5
    targets, weights[r][T-5..T-1] = answer_weight), else a random T+1-token window of the corpus stream
-   (weight 1 everywhere). A packed passkey row (pack = K > 1) is K independent examples back to back,
-   each (T+1)/K tokens (the last takes the remainder), each answer weighted: K times the retrieval signal
-   per row at distances up to (T+1)/K, for a first phase that makes retrieval form sooner. A question
-   always follows its own needle, so "copy the digits after the previous MARK" stays the right rule. info
-   then describes the row's last example. */
+   (weight 1 everywhere). */
 #ifndef DATA_H
 #define DATA_H
 #include <stddef.h>
@@ -163,7 +159,6 @@ typedef struct {
     int min_distance;     /* lower end of the distance draw, raised to pk->min_distance if smaller */
     float answer_weight;  /* weight of the 5 answer targets of a passkey row (the pilot used 4) */
     int answer_only;      /* 1: the other targets of a passkey row get weight 0 (LM rows keep 1) */
-    int pack;             /* examples per passkey row (0 or 1: one); see above */
 } BatchSpec;
 
 /* Fills tokens[B][T+1] and weights[B][T] (layout above) and, if info is not NULL, info[B] (len 0 for

@@ -25,7 +25,7 @@ typedef struct {
     int batch, steps, warmup, threads, eval_every, eval_batches, ckpt_every, marker, by_depth, answer_only, passkey_trials;
     double lr, min_lr, wd, clip, beta1, beta2, answer_weight, p_filler, init_std, embd_std;
     uint64_t seed;
-    int n_phases, phase_step[MAX_PHASES], phase_answer_only[MAX_PHASES], phase_pack[MAX_PHASES];
+    int n_phases, phase_step[MAX_PHASES], phase_answer_only[MAX_PHASES], phase_split[MAX_PHASES];
     double phase_p[MAX_PHASES];
 } Args;
 
@@ -36,8 +36,8 @@ static void usage(void) {
            "  -heldout FILE      held-out text for the loss / perplexity and passkey haystacks (default: -data)\n"
            "  -tokenizer T       bytes | bpe:N (train an N-token BPE on -data) (default bytes)\n"
            "  -mix SPEC          passkey fraction by phase, 'STEP:P,STEP:P' from that step on; ':a' after P trains\n"
-           "                     that phase's passkey rows on their answer only, ':xK' packs K examples per\n"
-           "                     passkey row (default 0:0.5)\n"
+           "                     that phase's passkey rows on their answer only, ':xK' trains that phase on\n"
+           "                     K times as many rows of L/K tokens (same tokens per step) (default 0:0.5)\n"
            "  -filler F          fraction of passkey rows with the repeated filler haystack, the rest corpus (0.5)\n"
            "  -answer-weight W   loss weight of the 5 answer tokens of a passkey row (4)\n"
            "  -answer-only 0|1   passkey rows train only on their answer (0)\n"
@@ -73,14 +73,14 @@ static void parse_mix(Args *a, const char *spec) {
         double prob = strtod(end + 1, &end);
         int answer_only = !strncmp(end, ":a", 2);
         end += 2 * answer_only;
-        long pack = 1;
-        if (!strncmp(end, ":x", 2)) pack = strtol(end + 2, &end, 10);
-        if (!(prob >= 0 && prob <= 1) || pack < 1 || pack > 64 || (*end && *end != ','))
+        long split = 1;
+        if (!strncmp(end, ":x", 2)) split = strtol(end + 2, &end, 10);
+        if (!(prob >= 0 && prob <= 1) || split < 1 || split > 64 || (*end && *end != ','))
             die("-mix expects STEP:P[:a][:xK] with P in [0,1] and K in 1..64, got '%s'", spec);
         if (a->n_phases && step <= a->phase_step[a->n_phases - 1]) die("-mix steps must increase, got '%s'", spec);
         a->phase_step[a->n_phases] = (int)step;
         a->phase_answer_only[a->n_phases] = answer_only;
-        a->phase_pack[a->n_phases] = (int)pack;
+        a->phase_split[a->n_phases] = (int)split;
         a->phase_p[a->n_phases++] = prob;
         p = *end ? end + 1 : end;
     }
@@ -308,20 +308,24 @@ int main(int argc, char **argv) {
     fprintf(stderr, "model: %zu parameters, %s, L = %d, vocab %d (%s); batch %d x %d, %d steps, %d threads\n", tm.n_params,
             tm.pe.method->name, T, tm.c.vocab_size, a.tokenizer, B, T, a.steps, n_streams);
 
-    int *rows = malloc((size_t)B * (T + 1) * sizeof *rows), *in = malloc((size_t)B * T * sizeof *in), *tg = malloc((size_t)B * T * sizeof *tg);
+    /* a phase split K ways trains on K*B rows of T/K tokens: the same tokens per step, shorter rows (a
+       sequence-length curriculum: retrieval forms sooner on short examples, study.md §11.7 / README) */
+    int max_split = 1;
+    for (int i = 0; i < a.n_phases; i++) max_split = a.phase_split[i] > max_split ? a.phase_split[i] : max_split;
+    int *rows = malloc((size_t)B * max_split * (T + 1) * sizeof *rows), *in = malloc((size_t)B * T * sizeof *in), *tg = malloc((size_t)B * T * sizeof *tg);
     float *wt = malloc((size_t)B * T * sizeof *wt);
     double t0 = now_s(), loss_avg = 0;
     uint64_t first_step = tm.step;
     for (int step = (int)tm.step; step < a.steps; step++) {
         int ph = 0;
         while (ph + 1 < a.n_phases && a.phase_step[ph + 1] <= step) ph++;
-        BatchSpec spec = {a.phase_p[ph], a.p_filler, a.by_depth, 0, (float)a.answer_weight, a.answer_only || a.phase_answer_only[ph],
-                          a.phase_pack[ph]};
+        int rows_n = B * a.phase_split[ph], row_T = T / a.phase_split[ph];
+        BatchSpec spec = {a.phase_p[ph], a.p_filler, a.by_depth, 0, (float)a.answer_weight, a.answer_only || a.phase_answer_only[ph]};
         Rng rng;   /* per-step seed: a resumed run draws the batches an uninterrupted one would */
         rng_seed(&rng, a.seed * 1000003ull + (uint64_t)step);
-        if (batch_fill(&d.pk_train, &spec, B, T, &rng, rows, wt, NULL, err) < 0) die("%s", err);
-        split_rows(rows, B, T, in, tg);
-        double loss = train_gradients(&tm, streams, n_streams, in, tg, wt, B, T);
+        if (batch_fill(&d.pk_train, &spec, rows_n, row_T, &rng, rows, wt, NULL, err) < 0) die("%s", err);
+        split_rows(rows, rows_n, row_T, in, tg);
+        double loss = train_gradients(&tm, streams, n_streams, in, tg, wt, rows_n, row_T);
         double gnorm = adamw_step(&tm, &opt);
         loss_avg = step == (int)first_step ? loss : 0.9 * loss_avg + 0.1 * loss;
         int done = step + 1 - (int)first_step;

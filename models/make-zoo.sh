@@ -12,14 +12,14 @@ mkdir -p models/zoo logs
 JOBS=${JOBS:-1}   # models trained at once; one 2-thread job outruns two 1-thread ones on 2 cores
 TH=${TH:-2}       # threads per job; a run is deterministic for its seed and thread count
 
-# The recipe (README, "The recipe search"): phase A trains passkey rows on their answer only, two
-# examples packed per row, until retrieval has formed; phase B mixes corpus rows (full loss) back in,
-# the passkey rows still answer-only and one per row; phase C leans on retrieval again as lr anneals.
+# The recipe (README, "The recipe search"): phase A trains passkey rows on their answer only, in rows
+# of L/2 tokens (twice as many), until retrieval has formed; phase B mixes corpus rows (full loss) back
+# in at full length, the passkey rows still answer-only; phase C leans on retrieval as lr anneals.
 L=256
 COMMON="-data data/brown-train.txt -heldout data/brown-heldout.txt -tokenizer bytes -ctx $L -dim 128 -layers 4 -heads 4
         -hidden 352 -batch 16 -lr 1e-3 -warmup 50 -seed 1 -th $TH -eval-every 250 -passkey-trials 5"
-MIX=${MIX:-0:1:a:x2,1000:0.5:a,2600:0.9:a}
-STEPS=${STEPS:-3000}
+MIX=${MIX:-0:1:a:x2,1000:0.5:a,3000:0.9:a}
+STEPS=${STEPS:-3300}
 RECIPE="bytes, d128 x4 layers, batch 16 x $L, $STEPS steps, lr 1e-3, passkey mix $MIX, marker, seed 1"
 # fine-tunes: 4x the training length, s = 4, a few percent of the pre-training tokens
 FT="-data data/brown-train.txt -heldout data/brown-heldout.txt -ctx $((4 * L)) -orig-ctx $L -scale 4 -batch 4 -steps 120

@@ -563,7 +563,7 @@ static void test_data_errors(void) {
     CHECK(passkey_at_depth(&bare, HAY_CORPUS, 300, 0.5, &r, ids, &in, err) == -1 && strstr(err, "corpus has 0"), "corpus haystack without corpus: %s", err);
     /* batches */
     float w[4000];
-    BatchSpec ok = {0.5, 0.5, 0, 0, 4.0f, 0, 1}, spec;
+    BatchSpec ok = {0.5, 0.5, 0, 0, 4.0f, 0}, spec;
     struct { const Passkey *pk; int B, T; double p, pf; int min_d; const char *want; } bc[] = {
         {&u.pk, 0, 100, 0.5, 0.5, 0, "out of range"},
         {&u.pk, 2, 0, 0.5, 0.5, 0, "out of range"},
@@ -604,7 +604,7 @@ static void test_data_batch(void) {
     rng_seed(&r, 8);
     char err[256] = "";
     for (int mode = 0; mode < 3; mode++) { /* distance, depth, answer only */
-        BatchSpec spec = {0.3, 0.5, mode == 1, 60, 4.0f, mode == 2, 1};
+        BatchSpec spec = {0.3, 0.5, mode == 1, 60, 4.0f, mode == 2};
         long n_pk = 0, n_filler = 0, n_rows = 0, bad_rows = 0, below_mid = 0;
         double mid = sqrt(60.0 * (u.pk.min_distance + T + 1 - u.pk.overhead));
         for (int it = 0; it < N; it++) {
@@ -642,51 +642,10 @@ static void test_data_batch(void) {
             CHECK_NEAR((double)below_mid / n_pk, 0.5, 0.03, "distances below the geometric mean");
     }
     /* p = 0 and p = 1 */
-    BatchSpec spec = {0, 0.5, 0, 0, 4.0f, 0, 1};
+    BatchSpec spec = {0, 0.5, 0, 0, 4.0f, 0};
     CHECK(batch_fill(&u.pk, &spec, B, T, &r, tok, w, info, err) == 0, "p = 0");
     spec.p_passkey = 1;
     CHECK(batch_fill(&u.pk, &spec, B, T, &r, tok, w, info, err) == B, "p = 1");
-    free(tok);
-    free(w);
-    teardown(&u);
-}
-
-/* Packed passkey rows: K examples back to back, each answer weighted, each answer = its own needle's key. */
-static void test_data_batch_packed(void) {
-    Setup u;
-    if (setup(&u, 0, 1, 60000)) return;
-    enum { B = 32, T = 256, K = 3, N = 40 };
-    int *tok = malloc((size_t)B * (T + 1) * sizeof *tok);
-    float *w = malloc((size_t)B * T * sizeof *w);
-    PasskeyInfo info[B];
-    Rng r;
-    rng_seed(&r, 9);
-    char err[256] = "";
-    int mark = u.pk.needle[u.pk.n_needle - 1];
-    for (int mode = 0; mode < 2; mode++) { /* distance, depth; both answer only */
-        BatchSpec spec = {1, 0.5, mode, 0, 4.0f, 1, K};
-        long bad = 0, rows = 0;
-        for (int it = 0; it < N; it++) {
-            CHECK(batch_fill(&u.pk, &spec, B, T, &r, tok, w, info, err) == B, "packed batch: %s", err);
-            for (int b = 0; b < B; b++, rows++) {
-                const int *row = tok + (size_t)b * (T + 1);
-                const float *wr = w + (size_t)b * T;
-                int ok = 1, last = T + 1 - 2 * ((T + 1) / K);
-                ok &= info[b].len == last && check_layout(&u.pk, row + T + 1 - last, last, &info[b], "packed row's last example");
-                for (int j = 0, start = 0; j < K; j++) {
-                    int len = j + 1 < K ? (T + 1) / K : last, end = start + len, key = -1;
-                    for (int t = start; t < end - 5 && key < 0; t++) if (row[t] == mark) key = t + 1;
-                    ok &= key > 0 && row[end - 6] == mark && !memcmp(row + key, row + end - 5, 5 * sizeof *row);
-                    for (int t = start ? start - 1 : 0; t < end - 1; t++) ok &= wr[t] == (t >= end - 6 ? 4.0f : 0.0f);
-                    start = end;
-                }
-                bad += !ok;
-            }
-        }
-        CHECK(bad == 0, "packed mode %d: %ld of %ld rows malformed", mode, bad, rows);
-    }
-    BatchSpec spec = {1, 0.5, 0, 0, 4.0f, 1, 4};   /* 4 x 64 tokens: shorter than needle + question */
-    CHECK(batch_fill(&u.pk, &spec, B, T, &r, tok, w, info, err) == -1 && strstr(err, "4 examples of 64 tokens"), "pack too dense: %s", err);
     free(tok);
     free(w);
     teardown(&u);
@@ -783,7 +742,6 @@ void suite_data(void) {
     RUN(test_data_key_uniform);
     RUN(test_data_errors);
     RUN(test_data_batch);
-    RUN(test_data_batch_packed);
     RUN(test_data_spm);
     RUN(test_data_doc_example);
 }

@@ -5,8 +5,10 @@
    only (tests/testmodel.h): nothing here needs a trained model. */
 #include <ctype.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "eval.h"
@@ -92,12 +94,12 @@ static int load_tokens(const Model *m, const char *path, Corpus *c, Tokens *t) {
 
 typedef struct { int status; char *out, *err; } Run;
 
-static Run run(const char *const *args) {
+static Run run_binary(const char *binary, const char *const *args) {
     static int seq;
     char out[700], err[700];
     snprintf(out, sizeof out, "%s/eval-%ld-%d.out", test_tmp_dir, (long)getpid(), seq);
     snprintf(err, sizeof err, "%s/eval-%ld-%d.err", test_tmp_dir, (long)getpid(), seq++);
-    const char *argv[40] = {test_run_binary};
+    const char *argv[40] = {binary};
     for (int i = 0; args[i] && i < 38; i++) argv[i + 1] = args[i];
     fflush(stdout);
     fflush(stderr);
@@ -105,7 +107,7 @@ static Run run(const char *const *args) {
     if (pid == 0) {
         int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(126);
-        execv(test_run_binary, (char *const *)argv);
+        execv(binary, (char *const *)argv);
         _exit(127);
     }
     int st = 0;
@@ -120,6 +122,7 @@ static Run run(const char *const *args) {
     return r;
 }
 
+static Run run(const char *const *args) { return run_binary(test_run_binary, args); }
 static void run_free(Run *r) { free(r->out); free(r->err); }
 
 /* ---- 1: perplexity ---- */
@@ -471,6 +474,67 @@ out:
 
 /* ---- 4: clean errors ---- */
 
+/* ./study on a two-model zoo of random-weight models (L = 128): the report and CSVs come out, the
+   perplexity it reports equals eval_ppl's on the same tokens, the learned model is refused past L
+   (prediction 1 reads "reproduced"), and every SVG is well-formed. */
+static void test_eval_study(void) {
+    setup();
+    char zoo[700], out[800], rope_path[800], learned[800], path[900];
+    tmp_path(zoo, sizeof zoo, "zoo");
+    snprintf(out, sizeof out, "%s/results", zoo);
+    snprintf(rope_path, sizeof rope_path, "%s/rope.gguf", zoo);
+    snprintf(learned, sizeof learned, "%s/learned.gguf", zoo);
+    CHECK(mkdir(zoo, 0777) == 0, "cannot create %s", zoo);
+    TestModelSpec rope = test_model_spec("rope"), abs = test_model_spec("learned");
+    rope.ctx = abs.ctx = 128;
+    CHECK(test_model_write(rope_path, &rope) == 0 && test_model_write(learned, &abs) == 0, "cannot write the zoo");
+    const char *args[] = {"-zoo", zoo, "-f", text_path, "-o", out, "-only", "rope,rope-sinks,learned", "-max-mult", "2", "-ppl-tokens", "300",
+                          "-depths", "2", "-trials", "1", NULL};
+    Run r = run_binary(test_study_binary, args);
+    CHECK(r.status == 0 && strstr(r.out, "wrote"), "study: exit %d, stdout %s, stderr %s", r.status, r.out, r.err);
+    snprintf(path, sizeof path, "%s/README.md", out);
+    char *report = slurp(path);
+    CHECK(report && strstr(report, "| RoPE |") && strstr(report, "| RoPE, 4 sinks + shifting cache of L |") && strstr(report, "| learned |"),
+          "report rows: %s", report ? report : "(none)");
+    CHECK(report && strstr(report, "| 1 | learned APE cannot run past L; the runtime refuses | **reproduced**"), "prediction 1: %s",
+          report ? report : "(none)");
+    /* the window-128 total row of rope in ppl.csv, against eval_ppl on the first 301 tokens */
+    snprintf(path, sizeof path, "%s/ppl.csv", out);
+    char *csv = slurp(path), *line = csv ? strstr(csv, "\nrope,128,0,128,") : NULL;
+    double got = NAN;
+    CHECK(line && sscanf(line + 1, "rope,128,0,128,%*d,%*d,%lf", &got) == 1, "ppl.csv: %s", csv ? csv : "(none)");
+    Model m;
+    Corpus c;
+    Tokens t;
+    if (open_model(&m, rope_path, 128, 512) && load_tokens(&m, text_path, &c, &t)) {
+        Ppl p = {.window = 128, .stride = 128, .bucket = 128, .chunk = 512};
+        char err[GGUF_ERR] = "";
+        CHECK(eval_ppl(&m, t.ids, 301, &p, err) == 0, "eval_ppl: %s", err);
+        CHECK_NEAR(got, p.nll / log(2) / p.bytes, 1e-5, "study's bits/byte at 128 = eval_ppl's");
+        tokens_free(&t);
+        corpus_free(&c);
+        model_close(&m);
+    }
+    const char *svgs[] = {"ppl-by-length.svg", "ppl-last-bucket.svg", "rope-needle.svg", "rope-distance.svg", "learned-needle.svg",
+                          "rope-sinks-needle.svg"};
+    for (size_t i = 0; i < sizeof svgs / sizeof *svgs; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, svgs[i]);
+        char *svg = slurp(path);
+        CHECK(svg && xml_ok(svg), "%s is not well-formed", svgs[i]);
+        free(svg);
+    }
+    snprintf(path, sizeof path, "%s/learned-needle.svg", out);
+    char *heat = slurp(path);
+    CHECK(heat && strstr(heat, "length 256, depth 0%: not run"), "the learned heatmap marks 2L as not run");
+    free(heat);
+    free(report);
+    free(csv);
+    run_free(&r);
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", zoo);
+    CHECK(system(cmd) == 0, "cannot remove %s", zoo);
+}
+
 static void test_eval_cli_errors(void) {
     setup();
     char missing_dir[700];
@@ -534,6 +598,7 @@ void suite_eval(void) {
     RUN(test_eval_xml_checker);
     RUN(test_eval_needle_grid);
     RUN(test_eval_cli_errors);
+    RUN(test_eval_study);
     unlink(model_path);
     unlink(learned_path);
     unlink(text_path);

@@ -7,6 +7,7 @@
 int test_current_failed;
 const char *test_fixtures_dir;
 const char *test_run_binary;
+const char *test_study_binary;
 const char *test_tmp_dir;
 static int n_passed, n_failed;
 
@@ -23,6 +24,7 @@ SUITES(DECLARE)
 int main(int argc, char **argv) {
     test_fixtures_dir = getenv("FIXTURES") ? getenv("FIXTURES") : "../shared/fixtures/llamacpp";
     test_run_binary = getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run";
+    test_study_binary = getenv("STUDY_BINARY") ? getenv("STUDY_BINARY") : "./study";
     test_tmp_dir = getenv("TEST_TMP") ? getenv("TEST_TMP") : "build/test-tmp";
 #define CALL(s) if (argc < 2 || !strcmp(argv[1], #s)) { printf("# suite %s\n", #s); suite_##s(); }
     SUITES(CALL)
