@@ -46,16 +46,18 @@ static REAL dot(const REAL *a, const REAL *b, int n) {
     return acc;
 }
 
-/* C[m0..m0+mr) x [n0..n0+nr) (+)= A B, mr <= MR, nr <= NR */
-static void gemm_block(REAL *C, const REAL *A, const REAL *B, int K, int N, int m0, int mr, int n0, int nr, int accumulate) {
+/* C[m0..m0+mr) x [n0..n0+nr) (+)= A B, mr <= MR, nr <= NR; A is [.][K] with row stride lda, B [K][.]
+   with ldb, C with ldc */
+static void gemm_block(REAL *C, int ldc, const REAL *A, int lda, const REAL *B, int ldb, int K, int m0, int mr, int n0, int nr,
+                       int accumulate) {
     REAL acc[MR][NR];
     for (int r = 0; r < MR; r++)
-        for (int j = 0; j < NR; j++) acc[r][j] = accumulate && r < mr && j < nr ? C[(size_t)(m0 + r) * N + n0 + j] : 0;
+        for (int j = 0; j < NR; j++) acc[r][j] = accumulate && r < mr && j < nr ? C[(size_t)(m0 + r) * ldc + n0 + j] : 0;
     if (mr == MR && nr == NR) {
         for (int k = 0; k < K; k++) {
-            const REAL *b = B + (size_t)k * N + n0;
+            const REAL *b = B + (size_t)k * ldb + n0;
             for (int r = 0; r < MR; r++) {
-                REAL a = A[(size_t)(m0 + r) * K + k];
+                REAL a = A[(size_t)(m0 + r) * lda + k];
                 #pragma omp simd
                 for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];
             }
@@ -63,12 +65,18 @@ static void gemm_block(REAL *C, const REAL *A, const REAL *B, int K, int N, int 
     } else {
         for (int k = 0; k < K; k++)
             for (int r = 0; r < mr; r++) {
-                REAL a = A[(size_t)(m0 + r) * K + k];
-                for (int j = 0; j < nr; j++) acc[r][j] += a * B[(size_t)k * N + n0 + j];
+                REAL a = A[(size_t)(m0 + r) * lda + k];
+                for (int j = 0; j < nr; j++) acc[r][j] += a * B[(size_t)k * ldb + n0 + j];
             }
     }
     for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nr; j++) C[(size_t)(m0 + r) * N + n0 + j] = acc[r][j];
+        for (int j = 0; j < nr; j++) C[(size_t)(m0 + r) * ldc + n0 + j] = acc[r][j];
+}
+
+/* C[M][N] (+)= A[M][K] B[K][N], all dense, in MR x NR register blocks */
+static void gemm_serial(REAL *C, const REAL *A, const REAL *B, int M, int K, int N, int lda, int ldb, int ldc, int accumulate) {
+    for (int m0 = 0; m0 < M; m0 += MR)
+        for (int n0 = 0; n0 < N; n0 += NR) gemm_block(C, ldc, A, lda, B, ldb, K, m0, MIN(MR, M - m0), n0, MIN(NR, N - n0), accumulate);
 }
 
 static void gemm(REAL *C, const REAL *A, const REAL *B, int M, int K, int N, int accumulate) {
@@ -76,7 +84,7 @@ static void gemm(REAL *C, const REAL *A, const REAL *B, int M, int K, int N, int
     #pragma omp parallel for collapse(2) schedule(static)
     for (int bi = 0; bi < mb; bi++)
         for (int bj = 0; bj < nb; bj++)
-            gemm_block(C, A, B, K, N, bi * MR, MIN(MR, M - bi * MR), bj * NR, MIN(NR, N - bj * NR), accumulate);
+            gemm_block(C, N, A, K, B, N, K, bi * MR, MIN(MR, M - bi * MR), bj * NR, MIN(NR, N - bj * NR), accumulate);
 }
 
 /* a reusable per-thread buffer for transposes */
@@ -206,7 +214,7 @@ void OPS(gelu_backward)(REAL *dx, const REAL *dout, const REAL *x, long n) {
 /* Both passes walk key tiles of ATT_TILE keys for a block of up to QB queries of one head. Each tile
    of K (and V) is transposed once per block, so the scores of a query are computed across the tile's
    keys in vector lanes; masked keys get -inf and an exp of exactly 0, so the loops have no branches. */
-#define QB 8
+#define QB 32
 
 /* kt[i][j] = key j0+j of KV head g, dimension i */
 static void tile_transpose(REAL *kt, const REAL *k, int j0, int n, int kvd, int hd) {
@@ -214,15 +222,9 @@ static void tile_transpose(REAL *kt, const REAL *k, int j0, int n, int kvd, int 
         for (int i = 0; i < hd; i++) kt[i * ATT_TILE + j] = j < n ? k[(size_t)(j0 + j) * kvd + i] : 0;
 }
 
-/* scaled, masked, biased scores of one query against a transposed tile; returns their maximum */
-static REAL tile_scores(REAL *sc, const REAL *q, const REAL *kt, const int *kpos, int n, int hd, int pq, int h, REAL scale,
-                        const Encoding *e) {
-    for (int j = 0; j < ATT_TILE; j++) sc[j] = 0;
-    for (int i = 0; i < hd; i++) {
-        REAL qi = q[i] * scale;
-        #pragma omp simd
-        for (int j = 0; j < ATT_TILE; j++) sc[j] += qi * kt[i * ATT_TILE + j];
-    }
+/* adds the encoding's bias to one query's raw scores and masks keys past it or past the tile; returns
+   their maximum */
+static REAL tile_finish(REAL *sc, const int *kpos, int n, int pq, int h, const Encoding *e) {
     if (e->ops->add_bias) {
         float bias[ATT_TILE] = {0};
         e->ops->add_bias(e, h, pq, kpos, n, bias);
@@ -236,48 +238,66 @@ static REAL tile_scores(REAL *sc, const REAL *q, const REAL *kt, const int *kpos
     return mx;
 }
 
+/* scaled, masked, biased scores of one query against a transposed tile; returns their maximum */
+static REAL tile_scores(REAL *sc, const REAL *q, const REAL *kt, const int *kpos, int n, int hd, int pq, int h, REAL scale,
+                        const Encoding *e) {
+    for (int j = 0; j < ATT_TILE; j++) sc[j] = 0;
+    for (int i = 0; i < hd; i++) {
+        REAL qi = q[i] * scale;
+        #pragma omp simd
+        for (int j = 0; j < ATT_TILE; j++) sc[j] += qi * kt[i * ATT_TILE + j];
+    }
+    return tile_finish(sc, kpos, n, pq, h, e);
+}
+
 void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, const REAL *v, const int *kpos, int n_keys,
                             int pos0, int T, int H, int Hkv, int hd, const Encoding *e) {
     int qd = H * hd, kvd = Hkv * hd, group = H / Hkv, n_blocks = (T + QB - 1) / QB;
     REAL scale = (REAL)(1.0 / sqrt((double)hd));
+    /* per block of QB queries and tile of keys, two small products in register blocks: the scores
+       S = (scale Q) K^T against the transposed tile, and O += P V against the tile's rows of V */
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int h = 0; h < H; h++) {
         for (int blk = 0; blk < n_blocks; blk++) {
             int t0 = blk * QB, nq = MIN(QB, T - t0), g = h / group;
-            REAL kt[PE_MAX_HEAD_DIM * ATT_TILE], sc[ATT_TILE], acc[QB][PE_MAX_HEAD_DIM], mx[QB], sum[QB];
-            for (int r = 0; r < nq; r++) {
+            REAL sc[QB][ATT_TILE], mx[QB], sum[QB];
+            REAL *kt = scratch((size_t)hd * (ATT_TILE + 2 * QB)), *qs = kt + (size_t)hd * ATT_TILE, *acc = qs + (size_t)hd * QB;
+            for (int r = 0; r < nq; r++) {   /* qs, acc: [QB][hd] */
                 mx[r] = -INFINITY;
                 sum[r] = 0;
-                for (int i = 0; i < hd; i++) acc[r][i] = 0;
+                for (int i = 0; i < hd; i++) {
+                    acc[r * hd + i] = 0;
+                    qs[r * hd + i] = q[(size_t)(t0 + r) * qd + (size_t)h * hd + i] * scale;
+                }
             }
             for (int j0 = 0; j0 < n_keys; j0 += ATT_TILE) {
                 int n = MIN(ATT_TILE, n_keys - j0);
                 tile_transpose(kt, k + (size_t)g * hd, j0, n, kvd, hd);
+                gemm_serial(&sc[0][0], qs, kt, nq, hd, ATT_TILE, hd, ATT_TILE, ATT_TILE, 0);
+                int live = 0;
                 for (int r = 0; r < nq; r++) {
-                    int t = t0 + r;
-                    REAL tmax = tile_scores(sc, q + (size_t)t * qd + (size_t)h * hd, kt, kpos + j0, n, hd, pos0 + t, h, scale, e);
-                    if (tmax == -INFINITY) continue;
+                    REAL tmax = tile_finish(sc[r], kpos + j0, n, pos0 + t0 + r, h, e);
+                    if (tmax == -INFINITY) {   /* every key of the tile is in this query's future */
+                        for (int j = 0; j < ATT_TILE; j++) sc[r][j] = 0;
+                        continue;
+                    }
+                    live = 1;
                     if (tmax > mx[r]) {   /* rescale what was accumulated under the old maximum */
                         REAL c = EXP(mx[r] - tmax);
                         sum[r] *= c;
-                        for (int i = 0; i < hd; i++) acc[r][i] *= c;
+                        for (int i = 0; i < hd; i++) acc[r * hd + i] *= c;
                         mx[r] = tmax;
                     }
                     REAL m = mx[r], s = 0;
                     #pragma omp simd reduction(+ : s)
-                    for (int j = 0; j < ATT_TILE; j++) s += sc[j] = EXP(sc[j] - m);
+                    for (int j = 0; j < ATT_TILE; j++) s += sc[r][j] = EXP(sc[r][j] - m);
                     sum[r] += s;
-                    for (int j = 0; j < n; j++) {
-                        const REAL *vj = v + (size_t)(j0 + j) * kvd + (size_t)g * hd;
-                        REAL p = sc[j];
-                        #pragma omp simd
-                        for (int i = 0; i < hd; i++) acc[r][i] += p * vj[i];
-                    }
                 }
+                if (live) gemm_serial(acc, &sc[0][0], v + (size_t)j0 * kvd + (size_t)g * hd, nq, n, hd, ATT_TILE, kvd, hd, 1);
             }
             for (int r = 0; r < nq; r++) {   /* sum > 0: a query's own key is never masked */
                 REAL *ot = out + (size_t)(t0 + r) * qd + (size_t)h * hd;
-                for (int i = 0; i < hd; i++) ot[i] = acc[r][i] / sum[r];
+                for (int i = 0; i < hd; i++) ot[i] = acc[r * hd + i] / sum[r];
                 if (lse) lse[(size_t)(t0 + r) * H + h] = mx[r] + log(sum[r]);
             }
         }
