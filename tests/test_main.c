@@ -17,7 +17,7 @@ void test_record(const char *name, int failed) {
     fflush(stdout);
 }
 
-#define SUITES(X) X(tokenizer) X(gguf) X(encodings) X(fixtures) X(equivalence) X(grad) X(train) X(data) X(bpe) X(cli) X(eval)
+#define SUITES(X) X(tokenizer) X(gguf) X(encodings) X(fixtures) X(equivalence) X(grad) X(train) X(data) X(bpe) X(cli) X(eval) X(zoo)
 #define DECLARE(s) void suite_##s(void);
 SUITES(DECLARE)
 
