@@ -20,7 +20,7 @@ TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 FIXTURES ?= ../shared/fixtures/llamacpp
 
-.PHONY: all test test-asan clean models study
+.PHONY: all test test-asan clean models study bench
 all: run train study-tool
 
 train: $(BUILD)/train
@@ -40,6 +40,13 @@ study-tool: $(BUILD)/study
 
 $(BUILD)/study: $(BUILD)/study.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench: $(BUILD)/bench.o $(CORE_OBJ) $(TRAIN_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# speed figures for the README (not a test): run it on an idle machine
+bench: $(BUILD)/bench
+	$(BUILD)/bench -runs 5 -th 2
 
 $(BUILD)/test_all: $(TEST_OBJ) $(CORE_OBJ) $(TRAIN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -1,0 +1,191 @@
+/* ./bench (make bench): speed of the runtime on this machine, for the zoo's RoPE model and for random
+   models of the llama2.c stories15M and stories110M shapes: prefill tokens/s (256 and 4096-token
+   prompts), decode tokens/s from an empty cache and after 4096 tokens, the time of a 32768-token
+   prefill (zoo model), and peak RSS at -ctx 32768 and 131072 (each in a child process that fills
+   32768 slots). Each figure is the median of -runs runs; "spread" is (max - min) / median, the
+   machine's noise. Prints a markdown table. Not a test: nothing here passes or fails. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "cli.h"
+#include "trainer.h"
+
+typedef struct {
+    const char *name, *path;
+    int dim, layers, heads, hidden, vocab;   /* for the random models (dim 0: a file) */
+} Shape;
+
+static const Shape SHAPES[] = {
+    {"zoo rope (0.84M)", "models/zoo/rope.gguf", 0, 0, 0, 0, 0},
+    {"stories15M shape", "/tmp/pelab-bench-15M.gguf", 288, 6, 6, 768, 32000},
+    {"stories110M shape", "/tmp/pelab-bench-110M.gguf", 768, 12, 12, 2048, 32000},
+};
+enum { N_SHAPES = sizeof SHAPES / sizeof SHAPES[0], DECODE_STEPS = 64, LONG = 32768 };
+
+static int runs = 5, threads = 2;
+
+/* a random-weight pelab model of the shape (GPT-2 initialisation, RoPE, tied output), written once */
+static void write_random(const Shape *s) {
+    if (!access(s->path, R_OK)) return;
+    Config c = {0};
+    c.arch = ARCH_PELAB;
+    c.dim = s->dim; c.hidden_dim = s->hidden; c.n_layers = s->layers; c.n_heads = c.n_kv_heads = s->heads;
+    c.head_dim = s->dim / s->heads; c.vocab_size = s->vocab; c.train_ctx = 1024; c.norm_eps = 1e-5f;
+    c.norm = NORM_RMS; c.mlp = MLP_SWIGLU; c.tied_output = 1; c.pe_family = PE_FAMILY_ROPE;
+    PeSettings pe = {0};
+    snprintf(pe.method, sizeof pe.method, "rope");
+    pe.rope_base = 10000; pe.yarn_ext = -1;
+    TrainModel tm;
+    char err[GGUF_ERR];
+    if (trainmodel_init(&tm, &c, &pe, 1, 0.02, 0.02, err) || trainmodel_save(&tm, s->path, NULL, 0, NULL, NULL, err)) die("%s", err);
+    trainmodel_free(&tm);
+}
+
+static void open_at(Model *m, const char *path, int ctx) {
+    char err[GGUF_ERR];
+    if (model_open(m, path, err) || model_prepare(m, &m->c.pe, ctx, 512, err)) die("%s", err);
+}
+
+static int *random_tokens(int n, int vocab) {
+    int *t = malloc((size_t)n * sizeof *t);
+    if (!t) die("out of memory");
+    for (int i = 0; i < n; i++) t[i] = (int)((i * 2654435761u) % (unsigned)vocab);
+    return t;
+}
+
+static int cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+
+typedef struct { double median, spread; } Stat;
+
+static Stat stat_of(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    double med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    return (Stat){med, med > 0 ? (v[n - 1] - v[0]) / med : 0};
+}
+
+/* tokens/s of a prefill of n tokens from an empty cache (logits of the last row only) */
+static Stat prefill(Model *m, const int *ids, int n) {
+    double v[32];
+    char err[GGUF_ERR];
+    float *logits = malloc((size_t)m->c.vocab_size * sizeof *logits);
+    for (int r = 0; r < runs; r++) {
+        model_reset(m);
+        double t0 = now_s();
+        if (model_forward(m, ids, n, 0, logits, 0, err)) die("%s", err);
+        v[r] = n / (now_s() - t0);
+    }
+    free(logits);
+    return stat_of(v, runs);
+}
+
+/* tokens/s of DECODE_STEPS single-token steps after a prompt of n tokens */
+static Stat decode(Model *m, const int *ids, int n) {
+    double v[32];
+    char err[GGUF_ERR];
+    float *logits = malloc((size_t)m->c.vocab_size * sizeof *logits);
+    for (int r = 0; r < runs; r++) {
+        model_reset(m);
+        if (n && model_forward(m, ids, n, 0, logits, 0, err)) die("%s", err);
+        double t0 = now_s();
+        for (int i = 0; i < DECODE_STEPS; i++)
+            if (model_forward(m, ids + n + i, 1, n + i, logits, 0, err)) die("%s", err);
+        v[r] = DECODE_STEPS / (now_s() - t0);
+    }
+    free(logits);
+    return stat_of(v, runs);
+}
+
+/* peak RSS (MB) of a child that opens the model with a cache of ctx slots and prefills `fill` tokens */
+static double peak_rss(const char *path, int ctx, int fill) {
+    int fd[2];
+    if (pipe(fd)) die("pipe failed");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        Model m;
+        open_at(&m, path, ctx);
+        int *ids = random_tokens(fill, m.c.vocab_size);
+        char err[GGUF_ERR];
+        if (model_forward(&m, ids, fill, 0, NULL, 0, err)) die("%s", err);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double mb = ru.ru_maxrss / 1024.0;
+        if (write(fd[1], &mb, sizeof mb) != sizeof mb) _exit(1);
+        _exit(0);
+    }
+    close(fd[1]);
+    double mb = -1;
+    if (read(fd[0], &mb, sizeof mb) != sizeof mb) mb = -1;
+    close(fd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return mb;
+}
+
+static void cell(Stat s) { printf(" %.0f (±%.0f%%) |", s.median, 100 * s.spread / 2); }
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h")) {
+            printf("usage: ./bench [-runs N] [-th N]   (make bench; defaults 5 runs, 2 threads)\n");
+            return 0;
+        }
+        if (i + 1 >= argc) die("flag %s needs a value", argv[i]);
+        if (!strcmp(argv[i], "-runs")) runs = (int)parse_int(argv[i], argv[i + 1], 1, 32);
+        else if (!strcmp(argv[i], "-th")) threads = (int)parse_int(argv[i], argv[i + 1], 1, 1024);
+        else die("unknown flag %s", argv[i]);
+        i++;
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+    printf("%d threads, median of %d runs (± half the max-min spread)\n\n", threads, runs);
+    printf("| model | params | prefill 256 tok/s | prefill 4096 tok/s | decode tok/s, empty cache | decode tok/s after 4096 |\n"
+           "|---|---|---|---|---|---|\n");
+    for (int s = 0; s < N_SHAPES; s++) {
+        if (SHAPES[s].dim) write_random(&SHAPES[s]);
+        Model m;
+        open_at(&m, SHAPES[s].path, 4096 + DECODE_STEPS);
+        size_t params = 0;
+        for (uint64_t i = 0; i < m.gguf.n_tensors; i++) {
+            const GgufTensor *t = &m.gguf.tensors[i];
+            params += t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        }
+        int *ids = random_tokens(4096 + DECODE_STEPS, m.c.vocab_size);
+        printf("| %s | %.2fM |", SHAPES[s].name, params / 1e6);
+        cell(prefill(&m, ids, 256));
+        cell(prefill(&m, ids, 4096));
+        cell(decode(&m, ids, 0));
+        cell(decode(&m, ids, 4096));
+        printf("\n");
+        fflush(stdout);
+        free(ids);
+        model_close(&m);
+    }
+    /* the zoo model at long context */
+    Model m;
+    open_at(&m, SHAPES[0].path, LONG);
+    int *ids = random_tokens(LONG, m.c.vocab_size);
+    char err[GGUF_ERR];
+    double t0 = now_s();
+    if (model_forward(&m, ids, LONG, 0, NULL, 0, err)) die("%s", err);
+    printf("\n32768-token prefill of the zoo model: %.1f s (%.0f tok/s)\n", now_s() - t0, LONG / (now_s() - t0));
+    size_t weights = 0;
+    for (uint64_t i = 0; i < m.gguf.n_tensors; i++) weights += m.gguf.tensors[i].nbytes;
+    int kvd = m.c.n_kv_heads * m.c.head_dim, layers = m.c.n_layers;
+    free(ids);
+    model_close(&m);
+    for (int ctx = LONG; ctx <= 4 * LONG; ctx *= 4) {
+        double kv = 2.0 * layers * ctx * kvd * sizeof(float) / 1048576, w = weights / 1048576.0;
+        printf("peak RSS at -ctx %d after a %d-token prefill: %.1f MB (weights %.1f MB + full KV cache %.1f MB = %.1f MB)\n", ctx, LONG,
+               peak_rss(SHAPES[0].path, ctx, LONG), w, kv, w + kv);
+    }
+    return 0;
+}
