@@ -4,7 +4,7 @@ CC      ?= cc
 OMP     ?= 1
 BUILD   ?= build
 OPT     ?= -O3 -march=native
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter $(OPT) -I.
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter -fno-trapping-math $(OPT) -I.
 LDLIBS  += -lm
 ifeq ($(OMP),1)
 CFLAGS  += -fopenmp

@@ -17,13 +17,13 @@
 #ifdef OPS_DOUBLE
 #define EXP(x) exp(x)
 #else
-static inline float fast_exp(float x) {
-    if (x < -87.0f) return 0.0f;   /* also -inf from masked scores */
-    if (x > 88.0f) x = 88.0f;
-    float n = floorf(x * 1.44269504f + 0.5f), r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+static inline float fast_exp(float x) {   /* selects, no branches or libm calls: loops over it vectorise */
+    float xc = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = floorf(xc * 1.44269504f + 0.5f), r = xc - n * 0.693145751953125f - n * 1.428606765330187e-06f;
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f + r * 1.3888889e-3f)))));
-    union { float f; int32_t i; } scale = {.i = ((int32_t)n + 127) << 23};
-    return p * scale.f;
+    union { float f; int32_t i; } scale;
+    scale.i = ((int32_t)n + 127) << 23;   /* assigned, not initialised: an initialiser adds a memset that stops vectorisation */
+    return x < -87.0f ? 0.0f : p * scale.f;   /* exactly 0 there, also for -inf from masked scores */
 }
 #define EXP(x) fast_exp(x)
 #endif
@@ -288,9 +288,13 @@ void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, 
                         for (int i = 0; i < hd; i++) acc[r * hd + i] *= c;
                         mx[r] = tmax;
                     }
-                    REAL m = mx[r], s = 0;
+                    REAL m = mx[r], s = 0, *row = sc[r];
                     #pragma omp simd reduction(+ : s)
-                    for (int j = 0; j < ATT_TILE; j++) s += sc[r][j] = EXP(sc[r][j] - m);
+                    for (int j = 0; j < ATT_TILE; j++) {
+                        REAL p = EXP(row[j] - m);
+                        row[j] = p;
+                        s += p;
+                    }
                     sum[r] += s;
                 }
                 if (live) gemm_serial(acc, &sc[0][0], v + (size_t)j0 * kvd + (size_t)g * hd, nq, n, hd, ATT_TILE, kvd, hd, 1);
