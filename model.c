@@ -220,6 +220,7 @@ static int load_config(Loader *L) {
         if (c->pe_family == PE_FAMILY_ROPE) load_rope_settings(L, pe, c->head_dim);
         else snprintf(pe->method, sizeof pe->method, "%s", pes[p]);
         pe->sinusoid = (SinusoidVariant)meta_choice(L, "pe.sinusoidal_variant", variants, SINUSOID_VASWANI);
+        pe->sinusoid_scale = meta_float(L, "pe.sinusoidal_scale", 1.0);
         pe->alibi_max_bias = meta_float(L, "attention.max_alibi_bias", 8.0);
         pe->t5_buckets = meta_int(L, "attention.relative_buckets_count", 4, 4096, 32, 0);
         pe->t5_max_distance = meta_int(L, "attention.relative_max_distance", 3, 1 << 30, 128, 0);

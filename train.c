@@ -48,7 +48,8 @@ static void usage(void) {
            "  -ctx N             training length L (256)\n"
            "  -norm rmsnorm|layernorm  -mlp swiglu|gelu  -bias 0|1  -tied 0|1   (rmsnorm, swiglu, 0, 1)\n"
            "  -pe NAME           none|learned|sinusoidal|rope|linear|ntk|yarn|llama3|alibi|t5 (rope)\n"
-           "  -rope-base B -scale S -orig-ctx L -alibi-max-bias F -t5-buckets N -t5-max-distance N\n"
+           "  -rope-base B -scale S -orig-ctx L -alibi-max-bias F -t5-buckets N -t5-max-distance N
+                     -sinusoid-scale F (amplitude of the sinusoids, default 1)\n"
            "optimisation:\n"
            "  -batch B -steps N  sequences per step, steps (16, 1000)\n"
            "  -lr F -min-lr F -warmup N   peak rate, final fraction of it, warm-up steps (3e-3, 0.1, 100)\n"
@@ -128,6 +129,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "-scale")) a->pe.scale = parse_num(f, v, 1e-3, 1e6);
         else if (!strcmp(f, "-orig-ctx")) a->pe.orig_ctx = (int)parse_int(f, v, 1, 1 << 30);
         else if (!strcmp(f, "-alibi-max-bias")) a->pe.alibi_max_bias = parse_num(f, v, 1e-6, 1e6);
+        else if (!strcmp(f, "-sinusoid-scale")) a->pe.sinusoid_scale = parse_num(f, v, 1e-6, 1e6);
         else if (!strcmp(f, "-t5-buckets")) a->pe.t5_buckets = (int)parse_int(f, v, 4, 4096);
         else if (!strcmp(f, "-t5-max-distance")) a->pe.t5_max_distance = (int)parse_int(f, v, 3, 1 << 30);
         else if (!strcmp(f, "-batch")) a->batch = (int)parse_int(f, v, 1, 1 << 16);

@@ -302,7 +302,10 @@ int trainmodel_save(const TrainModel *tm, const char *path, const TrainFacts *fa
     gguf_w_str(&w, "pelab.mlp", c->mlp == MLP_GELU ? "gelu" : "swiglu");
     gguf_w_bool(&w, "pelab.bias", c->linear_bias);
     gguf_w_str(&w, "pelab.pe", pe_name);
-    if (c->pe_family == PE_FAMILY_ABSOLUTE) gguf_w_str(&w, "pelab.pe.sinusoidal_variant", pe->sinusoid == SINUSOID_FAIRSEQ ? "fairseq" : "vaswani");
+    if (c->pe_family == PE_FAMILY_ABSOLUTE) {
+        gguf_w_str(&w, "pelab.pe.sinusoidal_variant", pe->sinusoid == SINUSOID_FAIRSEQ ? "fairseq" : "vaswani");
+        gguf_w_f32(&w, "pelab.pe.sinusoidal_scale", (float)(pe->sinusoid_scale > 0 ? pe->sinusoid_scale : 1.0));
+    }
     if (c->pe_family == PE_FAMILY_ROPE) {
         gguf_w_f32(&w, "pelab.rope.freq_base", (float)pe->rope_base);
         gguf_w_u32(&w, "pelab.rope.dimension_count", pe->n_rot);

@@ -19,8 +19,11 @@ static void learned_add(const Encoding *e, float *x, int pos) {
     for (int j = 0; j < e->model.dim; j++) x[j] += row[j];
 }
 
+/* The amplitude is a setting because the paper's sinusoids (amplitude 1) are sized for embeddings scaled
+   by sqrt(d); next to GPT-2-initialised embeddings (std 0.02) they swamp the token ~50:1. */
 static void sinusoid_add(const Encoding *e, float *x, int pos) {
-    for (int j = 0; j < e->model.dim; j++) x[j] += (float)pe_sinusoid(pos, j, e->model.dim, e->set.sinusoid);
+    double a = e->set.sinusoid_scale > 0 ? e->set.sinusoid_scale : 1.0;
+    for (int j = 0; j < e->model.dim; j++) x[j] += (float)(a * pe_sinusoid(pos, j, e->model.dim, e->set.sinusoid));
 }
 
 static void learned_grad(const Encoding *e, const float *dx, int pos, float *dtable) {
@@ -39,6 +42,8 @@ int pe_learned_setup(Encoding *e, char *err) {
 int pe_sinusoidal_setup(Encoding *e, char *err) {
     if (e->model.dim % 2 || (e->set.sinusoid == SINUSOID_FAIRSEQ && e->model.dim < 4))
         return encoding_error(err, "sinusoidal positions need an even model dim (got %d)", e->model.dim);
+    if (e->set.sinusoid_scale < 0 || !isfinite(e->set.sinusoid_scale))
+        return encoding_error(err, "sinusoid scale %g must be a positive number", e->set.sinusoid_scale);
     return 0;
 }
 

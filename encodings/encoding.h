@@ -37,6 +37,7 @@ typedef struct {
     double alibi_max_bias;    /* ALiBi maximum bias (8) */
     int t5_buckets, t5_max_distance;  /* T5 (32, 128) */
     SinusoidVariant sinusoid;
+    double sinusoid_scale;    /* amplitude of the sinusoids (0 = unset: 1, as in the paper and llama.cpp) */
 } PeSettings;
 
 /* What the encoding may read from the model. */

@@ -2,7 +2,8 @@
 # Rebuilds the model zoo from scratch: one model per positional encoding, identical otherwise (data,
 # tokenizer, size, seed, recipe), then the RoPE model fine-tuned at 4x its training length with
 # position interpolation and with YaRN. Writes models/zoo/*.gguf, logs in logs/zoo-*.log, and the
-# model card models/zoo/card.md. Usage: sh models/make-zoo.sh [names...]   (default: all)
+# model card models/zoo/card.md. Usage: sh models/make-zoo.sh [names...]   (default: all; "card": only
+# rewrite the card from the logs)
 # A model already in models/zoo is kept (FORCE=1 retrains it), so an interrupted build resumes.
 set -eu
 cd "$(dirname "$0")/.."
@@ -34,6 +35,7 @@ train_one() {   # name, flags...
 }
 
 names=${*:-"rope alibi sinusoidal learned none t5 rope-pi4 rope-yarn4"}
+[ "$names" = card ] && names=""
 running=0
 for n in $names; do
     if [ -s "models/zoo/$n.gguf" ] && [ "${FORCE:-0}" != 1 ]; then echo "== $n: kept" >&2; continue; fi

@@ -1116,6 +1116,12 @@ static void test_sinusoid_encoding(void) {
     e.ops->add_input(&e, y, 10);
     CHECK_NEAR(y[1], 0.911309790752, TOL_F, "fairseq add_input (10,1)");
     CHECK_NEAR(y[33], 0.411721344211, TOL_F, "fairseq add_input (10,33)");
+    enc_prepare(&e, "sinusoidal", 64);   /* an amplitude scales the values */
+    e.set.sinusoid_scale = 0.02;
+    if (!enc_init(&e, PE_FAMILY_ABSOLUTE)) return;
+    float z[64] = {0};
+    e.ops->add_input(&e, z, 10);
+    CHECK_NEAR(z[2], 0.02 * 0.937632744137, TOL_F, "sinusoid_scale 0.02 at (10,2)");
 }
 
 /* §12 and §18 pitfall 12 */
