@@ -37,7 +37,8 @@ static void usage(void) {
            "  -tokenizer T       bytes | bpe:N (train an N-token BPE on -data) (default bytes)\n"
            "  -mix SPEC          passkey fraction by phase, 'STEP:P,STEP:P' from that step on; ':a' after P trains\n"
            "                     that phase's passkey rows on their answer only, ':xK' trains that phase on\n"
-           "                     K times as many rows of L/K tokens (same tokens per step) (default 0:0.5)\n"
+           "                     K times as many rows of L/K tokens (same tokens per step), each at a random\n"
+           "                     offset in [0, L - L/K] (default 0:0.5)\n"
            "  -filler F          fraction of passkey rows with the repeated filler haystack, the rest corpus (0.5)\n"
            "  -answer-weight W   loss weight of the 5 answer tokens of a passkey row (4)\n"
            "  -answer-only 0|1   passkey rows train only on their answer (0)\n"
@@ -48,8 +49,8 @@ static void usage(void) {
            "  -ctx N             training length L (256)\n"
            "  -norm rmsnorm|layernorm  -mlp swiglu|gelu  -bias 0|1  -tied 0|1   (rmsnorm, swiglu, 0, 1)\n"
            "  -pe NAME           none|learned|sinusoidal|rope|linear|ntk|yarn|llama3|alibi|t5 (rope)\n"
-           "  -rope-base B -scale S -orig-ctx L -alibi-max-bias F -t5-buckets N -t5-max-distance N
-                     -sinusoid-scale F (amplitude of the sinusoids, default 1)\n"
+           "  -rope-base B -scale S -orig-ctx L -alibi-max-bias F -t5-buckets N -t5-max-distance N\n"
+           "  -sinusoid-scale F  amplitude of the sinusoids (1)\n"
            "optimisation:\n"
            "  -batch B -steps N  sequences per step, steps (16, 1000)\n"
            "  -lr F -min-lr F -warmup N   peak rate, final fraction of it, warm-up steps (3e-3, 0.1, 100)\n"
@@ -311,11 +312,13 @@ int main(int argc, char **argv) {
             tm.pe.method->name, T, tm.c.vocab_size, a.tokenizer, B, T, a.steps, n_streams);
 
     /* a phase split K ways trains on K*B rows of T/K tokens: the same tokens per step, shorter rows (a
-       sequence-length curriculum: retrieval forms sooner on short examples, study.md §11.7 / README) */
+       sequence-length curriculum: retrieval forms sooner on short examples, README), each at a random
+       offset in [0, T - T/K] so that absolute encodings train every position */
     int max_split = 1;
     for (int i = 0; i < a.n_phases; i++) max_split = a.phase_split[i] > max_split ? a.phase_split[i] : max_split;
     int *rows = malloc((size_t)B * max_split * (T + 1) * sizeof *rows), *in = malloc((size_t)B * T * sizeof *in), *tg = malloc((size_t)B * T * sizeof *tg);
     float *wt = malloc((size_t)B * T * sizeof *wt);
+    int *pos0 = malloc((size_t)B * max_split * sizeof *pos0);
     double t0 = now_s(), loss_avg = 0;
     uint64_t first_step = tm.step;
     for (int step = (int)tm.step; step < a.steps; step++) {
@@ -327,7 +330,8 @@ int main(int argc, char **argv) {
         rng_seed(&rng, a.seed * 1000003ull + (uint64_t)step);
         if (batch_fill(&d.pk_train, &spec, rows_n, row_T, &rng, rows, wt, NULL, err) < 0) die("%s", err);
         split_rows(rows, rows_n, row_T, in, tg);
-        double loss = train_gradients(&tm, streams, n_streams, in, tg, wt, rows_n, row_T);
+        for (int r = 0; r < rows_n; r++) pos0[r] = (int)rng_below(&rng, (uint64_t)(T - row_T) + 1);
+        double loss = train_gradients(&tm, streams, n_streams, in, tg, wt, pos0, rows_n, row_T);
         double gnorm = adamw_step(&tm, &opt);
         loss_avg = step == (int)first_step ? loss : 0.9 * loss_avg + 0.1 * loss;
         int done = step + 1 - (int)first_step;
@@ -360,7 +364,7 @@ int main(int argc, char **argv) {
            tm.n_params, (unsigned long long)tokens, wall, (a.steps - first_step) * (double)B * T / wall, hl, exp(hl), T, pk,
            22 * a.passkey_trials);
     for (int i = 0; i < n_streams; i++) stream_free(&streams[i]);
-    free(streams); free(rows); free(in); free(tg); free(wt);
+    free(streams); free(rows); free(in); free(tg); free(wt); free(pos0);
     trainmodel_free(&tm);
     return 0;
 }

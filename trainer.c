@@ -196,7 +196,7 @@ void stream_free(TrainStream *st) {
 }
 
 static double batch_pass(TrainModel *tm, TrainStream *streams, int n_streams, const int *inputs, const int *targets,
-                         const float *weights, int B, int T, int backward) {
+                         const float *weights, const int *pos0, int B, int T, int backward) {
     size_t V = (size_t)tm->c.vocab_size;
     double wsum = 0, parts[256] = {0};
     for (long i = 0; i < (long)B * T; i++) wsum += weights ? weights[i] : 1;
@@ -214,13 +214,14 @@ static double batch_pass(TrainModel *tm, TrainStream *streams, int n_streams, co
         for (int b = sid; b < B; b += n_streams) {
             const int *in = inputs + (size_t)b * T, *tg = targets + (size_t)b * T;
             const float *wt = weights ? weights + (size_t)b * T : NULL;
+            int p0 = pos0 ? pos0[b] : 0;
             st->kv.n_used = 0;
-            transformer_forward(&tm->c, &tm->w, &tm->pe, &st->kv, &st->s, in, T, 0, st->logits, 1);
+            transformer_forward(&tm->c, &tm->w, &tm->pe, &st->kv, &st->s, in, T, p0, st->logits, 1);
             parts[sid] += crossentropy_forward(st->logits, tg, wt, T, (int)V);
             if (!backward) continue;
             memset(st->dlogits, 0, (size_t)T * V * sizeof(float));
             crossentropy_backward(st->dlogits, st->logits, tg, wt, 1.0 / wsum, T, (int)V);
-            transformer_backward(&tm->c, &tm->w, &tm->pe, &st->kv, &st->s, &st->g, st->dlogits, in, T, 0, st->scratch);
+            transformer_backward(&tm->c, &tm->w, &tm->pe, &st->kv, &st->s, &st->g, st->dlogits, in, T, p0, st->scratch);
         }
     }
     if (backward) {
@@ -237,13 +238,13 @@ static double batch_pass(TrainModel *tm, TrainStream *streams, int n_streams, co
 }
 
 double train_gradients(TrainModel *tm, TrainStream *streams, int n_streams, const int *inputs, const int *targets,
-                       const float *weights, int B, int T) {
-    return batch_pass(tm, streams, n_streams, inputs, targets, weights, B, T, 1);
+                       const float *weights, const int *pos0, int B, int T) {
+    return batch_pass(tm, streams, n_streams, inputs, targets, weights, pos0, B, T, 1);
 }
 
 double train_loss(TrainModel *tm, TrainStream *streams, int n_streams, const int *inputs, const int *targets,
                   const float *weights, int B, int T) {
-    return batch_pass(tm, streams, n_streams, inputs, targets, weights, B, T, 0);
+    return batch_pass(tm, streams, n_streams, inputs, targets, weights, NULL, B, T, 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -53,10 +53,12 @@ typedef struct {
 int stream_init(TrainStream *st, const TrainModel *tm, int T, char *err);
 void stream_free(TrainStream *st);
 
-/* Loss and gradients of B sequences: inputs [B][T], targets [B][T], weights [B][T] (NULL = 1).
-   Leaves the gradient of the weighted mean loss in tm->grads; returns that loss. */
+/* Loss and gradients of B sequences: inputs [B][T], targets [B][T], weights [B][T] (NULL = 1), sequence
+   b at positions pos0[b].. (NULL: all from 0; rows shorter than the training length can sit anywhere in
+   it, so an absolute encoding trains every position). Leaves the gradient of the weighted mean loss in
+   tm->grads; returns that loss. */
 double train_gradients(TrainModel *tm, TrainStream *streams, int n_streams, const int *inputs, const int *targets,
-                       const float *weights, int B, int T);
+                       const float *weights, const int *pos0, int B, int T);
 /* Weighted mean loss without gradients (held-out evaluation) */
 double train_loss(TrainModel *tm, TrainStream *streams, int n_streams, const int *inputs, const int *targets,
                   const float *weights, int B, int T);

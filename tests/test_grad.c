@@ -254,7 +254,7 @@ static void test_grad_model_every_encoding(void) {
             /* larger weights than the 0.02 init, so that every path carries gradient, but not so large
                that softmaxes saturate and a finite-difference step crosses a kink */
             for (size_t i = 0; i < tm.n_params; i++) tm.params[i] = tm.params[i] * 3 + (float)(0.02 * urand());
-            train_gradients(&tm, &st, 1, inputs, targets, NULL, B, T);
+            train_gradients(&tm, &st, 1, inputs, targets, NULL, NULL, B, T);
             /* per tensor, directional derivatives: along the gradient itself (expect |g|) and along two
                random directions (expect <g, d>), by central differences of the float loss. A whole-
                tensor step carries far more signal than float noise, unlike single entries whose true

@@ -40,7 +40,7 @@ static void train_steps(TrainModel *tm, TrainStream *st, int n_st, int from, int
     int in[B * T], tg[B * T];
     for (int s = from; s < to; s++) {
         batch(s, in, tg);
-        double loss = train_gradients(tm, st, n_st, in, tg, NULL, B, T);
+        double loss = train_gradients(tm, st, n_st, in, tg, NULL, NULL, B, T);
         adamw_step(tm, &opt);
         if (first && s == from) *first = loss;
         if (last) *last = loss;
@@ -158,9 +158,50 @@ static void test_runtime_logits_equal_trainer(void) {
     }
 }
 
+/* Rows shorter than the training length at an offset (train_gradients' pos0): a relative encoding's
+   gradients do not depend on it (RoPE: up to rounding); a learned table trains exactly the rows used. */
+static void test_rows_at_offsets(void) {
+    enum { RT = 16, OFF = 10 };
+    int in[B * RT], tg[B * RT], pos0[B];
+    for (int b = 0; b < B; b++) pos0[b] = OFF;
+    for (int i = 0; i < B * RT; i++) { in[i] = 'a' + (i * 7) % 26; tg[i] = 'a' + (i * 7 + 7) % 26; }
+    const char *methods[] = {"rope", "learned"};
+    for (int k = 0; k < 2; k++) {
+        Config c = small_config(k ? PE_FAMILY_ABSOLUTE : PE_FAMILY_ROPE);
+        PeSettings pe = settings(methods[k]);
+        TrainModel tm;
+        TrainStream st;
+        char err[256];
+        if (trainmodel_init(&tm, &c, &pe, 5, 0.02, 0.02, err) || stream_init(&st, &tm, T, err)) { CHECK(0, "%s: %s", methods[k], err); continue; }
+        train_gradients(&tm, &st, 1, in, tg, NULL, NULL, B, RT);
+        float *g0 = malloc(tm.n_params * sizeof *g0);
+        memcpy(g0, tm.grads, tm.n_params * sizeof *g0);
+        train_gradients(&tm, &st, 1, in, tg, NULL, pos0, B, RT);
+        if (k == 0) {
+            double worst = 0, big = 0;
+            for (size_t i = 0; i < tm.n_params; i++) { worst = fmax(worst, fabs((double)tm.grads[i] - g0[i])); big = fmax(big, fabs(g0[i])); }
+            CHECK(big > 0 && worst <= 1e-4 * big, "rope: gradients at offset %d differ from offset 0 by %.3g (largest %.3g)", OFF, worst, big);
+        } else {
+            const float *dt = tm.g.pos_embd;
+            int used_ok = 1, unused_ok = 1;
+            for (int p = 0; p < T; p++) {
+                double n = 0;
+                for (int j = 0; j < c.dim; j++) n += fabs(dt[p * c.dim + j]);
+                if (p >= OFF && p < OFF + RT) used_ok &= n > 0;
+                else unused_ok &= n == 0;
+            }
+            CHECK(used_ok && unused_ok, "learned: the table's gradient is nonzero exactly on rows %d..%d", OFF, OFF + RT - 1);
+        }
+        free(g0);
+        stream_free(&st);
+        trainmodel_free(&tm);
+    }
+}
+
 void suite_train(void) {
     RUN(test_loss_falls_every_encoding);
     RUN(test_deterministic_for_seed_and_threads);
     RUN(test_checkpoint_resumes_exactly);
     RUN(test_runtime_logits_equal_trainer);
+    RUN(test_rows_at_offsets);
 }
