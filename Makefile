@@ -57,7 +57,7 @@ $(BUILD)/%.o: %.c $(wildcard *.h encodings/*.h tokenizer/*.h tests/*.h)
 
 $(BUILD)/tests/ops_f64.o: ops.c   # includes ops.c: rebuild when it changes
 
-test: $(BUILD)/run $(BUILD)/study $(BUILD)/test_all data/brown-heldout.txt
+test: $(BUILD)/run $(BUILD)/train $(BUILD)/study $(BUILD)/bench $(BUILD)/test_all data/brown-heldout.txt   # every program must build
 	@mkdir -p $(BUILD)/test-tmp
 	FIXTURES=$(FIXTURES) RUN_BINARY=$(BUILD)/run STUDY_BINARY=$(BUILD)/study TEST_TMP=$(BUILD)/test-tmp $(BUILD)/test_all
 
