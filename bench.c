@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -101,37 +100,42 @@ static Stat decode(Model *m, const int *ids, int n) {
     return stat_of(v, runs);
 }
 
-/* peak RSS (MB) of a child that opens the model with a cache of ctx slots and prefills `fill` tokens */
+/* peak RSS (MB) of a fresh process (this program, re-executed: an OpenMP runtime does not survive a
+   fork) that opens the model with a cache of ctx slots and prefills `fill` tokens */
+static const char *self_path;
+
+static void rss_child(const char *path, int ctx, int fill) {
+    Model m;
+    open_at(&m, path, ctx);
+    int *ids = random_tokens(fill, m.c.vocab_size);
+    char err[GGUF_ERR];
+    if (model_forward(&m, ids, fill, 0, NULL, 0, err)) die("%s", err);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%.1f\n", ru.ru_maxrss / 1024.0);
+}
+
 static double peak_rss(const char *path, int ctx, int fill) {
-    int fd[2];
-    if (pipe(fd)) die("pipe failed");
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fd[0]);
-        Model m;
-        open_at(&m, path, ctx);
-        int *ids = random_tokens(fill, m.c.vocab_size);
-        char err[GGUF_ERR];
-        if (model_forward(&m, ids, fill, 0, NULL, 0, err)) die("%s", err);
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double mb = ru.ru_maxrss / 1024.0;
-        if (write(fd[1], &mb, sizeof mb) != sizeof mb) _exit(1);
-        _exit(0);
-    }
-    close(fd[1]);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'%s' -rss-child '%s' %d %d -th %d", self_path, path, ctx, fill, threads);
+    FILE *p = popen(cmd, "r");
     double mb = -1;
-    if (read(fd[0], &mb, sizeof mb) != sizeof mb) mb = -1;
-    close(fd[0]);
-    int st;
-    waitpid(pid, &st, 0);
+    if (!p || fscanf(p, "%lf", &mb) != 1) mb = -1;
+    if (p) pclose(p);
     return mb;
 }
 
 static void cell(Stat s) { printf(" %.0f (±%.0f%%) |", s.median, 100 * s.spread / 2); }
 
 int main(int argc, char **argv) {
+    self_path = argv[0];
+    if (argc >= 5 && !strcmp(argv[1], "-rss-child")) {   /* the child of peak_rss */
+#ifdef _OPENMP
+        if (argc >= 7) omp_set_num_threads((int)parse_int("-th", argv[6], 1, 1024));
+#endif
+        rss_child(argv[2], (int)parse_int("ctx", argv[3], 1, 1 << 24), (int)parse_int("fill", argv[4], 1, 1 << 24));
+        return 0;
+    }
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h")) {
             printf("usage: ./bench [-runs N] [-th N]   (make bench; defaults 5 runs, 2 threads)\n");
