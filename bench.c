@@ -68,33 +68,20 @@ static Stat stat_of(double *v, int n) {
     return (Stat){med, med > 0 ? (v[n - 1] - v[0]) / med : 0};
 }
 
-/* tokens/s of a prefill of n tokens from an empty cache (logits of the last row only) */
-static Stat prefill(Model *m, const int *ids, int n) {
+/* tokens/s over `runs` runs from an empty cache: of the prompt ids[0..n) itself (steps = 0: prefill, logits
+   of the last row only), or of `steps` single-token decoding steps after it */
+static Stat throughput(Model *m, const int *ids, int n, int steps) {
     double v[32];
     char err[GGUF_ERR];
     float *logits = malloc((size_t)m->c.vocab_size * sizeof *logits);
     for (int r = 0; r < runs; r++) {
         model_reset(m);
         double t0 = now_s();
-        if (model_forward(m, ids, n, 0, logits, 0, err)) die("%s", err);
-        v[r] = n / (now_s() - t0);
-    }
-    free(logits);
-    return stat_of(v, runs);
-}
-
-/* tokens/s of DECODE_STEPS single-token steps after a prompt of n tokens */
-static Stat decode(Model *m, const int *ids, int n) {
-    double v[32];
-    char err[GGUF_ERR];
-    float *logits = malloc((size_t)m->c.vocab_size * sizeof *logits);
-    for (int r = 0; r < runs; r++) {
-        model_reset(m);
         if (n && model_forward(m, ids, n, 0, logits, 0, err)) die("%s", err);
-        double t0 = now_s();
-        for (int i = 0; i < DECODE_STEPS; i++)
+        if (steps) t0 = now_s();   /* decoding: the prompt is not timed */
+        for (int i = 0; i < steps; i++)
             if (model_forward(m, ids + n + i, 1, n + i, logits, 0, err)) die("%s", err);
-        v[r] = DECODE_STEPS / (now_s() - t0);
+        v[r] = (steps ? steps : n) / (now_s() - t0);
     }
     free(logits);
     return stat_of(v, runs);
@@ -164,10 +151,10 @@ int main(int argc, char **argv) {
         }
         int *ids = random_tokens(4096 + DECODE_STEPS, m.c.vocab_size);
         printf("| %s | %.2fM |", SHAPES[s].name, params / 1e6);
-        cell(prefill(&m, ids, 256));
-        cell(prefill(&m, ids, 4096));
-        cell(decode(&m, ids, 0));
-        cell(decode(&m, ids, 4096));
+        cell(throughput(&m, ids, 256, 0));
+        cell(throughput(&m, ids, 4096, 0));
+        cell(throughput(&m, ids, 0, DECODE_STEPS));
+        cell(throughput(&m, ids, 4096, DECODE_STEPS));
         printf("\n");
         fflush(stdout);
         free(ids);

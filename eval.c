@@ -187,7 +187,7 @@ uint64_t needle_seed(uint64_t seed, int hay, int length, double depth, int trial
 static NeedleStat *cell(const Needle *g, int h, int l, int d) { return &g->cell[((size_t)h * g->n_lengths + l) * g->n_depths + d]; }
 static NeedleStat *dist(const Needle *g, int h, int l, int k) { return &g->dist[((size_t)h * g->n_lengths + l) * NEEDLE_BINS + k]; }
 
-static void add(NeedleStat *to, const NeedleStat *s) {
+void needle_stat_add(NeedleStat *to, const NeedleStat *s) {
     to->trials += s->trials;
     to->exact += s->exact;
     to->digits += s->digits;
@@ -243,10 +243,10 @@ int eval_needle(Model *m, const Passkey *pk, Needle *g, char *err) {
                     rng_seed(&rng, needle_seed(g->seed, g->hay[h], T, depth, t));
                     rc = passkey_at_depth(pk, g->hay[h], T, depth, &rng, ids, &info, err) || trial(m, ids, T, g->shift, g->keep, logits, &s, err);
                     if (rc) break;
-                    add(cell(g, h, l, d), &s);
+                    needle_stat_add(cell(g, h, l, d), &s);
                     int k = 0;
                     while (k + 1 < NEEDLE_BINS && 2LL << k <= info.answer - info.key) k++;
-                    add(dist(g, h, l, k), &s);
+                    needle_stat_add(dist(g, h, l, k), &s);
                 }
                 done_work += (long long)T * g->trials;
                 progress(&pr, "needle cells", ++done, n_cells, (double)done_work / work);
@@ -268,7 +268,7 @@ static double acc(const NeedleStat *s) { return s->trials ? (double)s->exact / s
 /* a whole column (one haystack, one length) pooled over depths */
 static NeedleStat column(const Needle *g, int h, int l) {
     NeedleStat s = {0};
-    for (int d = 0; d < g->n_depths; d++) add(&s, cell(g, h, l, d));
+    for (int d = 0; d < g->n_depths; d++) needle_stat_add(&s, cell(g, h, l, d));
     return s;
 }
 

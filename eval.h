@@ -57,6 +57,7 @@ void ppl_csv(const Ppl *p, FILE *f);
 #define NEEDLE_BINS 32      /* distance bins [2^k, 2^(k+1)) */
 
 typedef struct { int trials, exact, digits; double logp; } NeedleStat;   /* digits: right digits of 5*trials; logp: summed key log-probs */
+void needle_stat_add(NeedleStat *to, const NeedleStat *s);
 
 typedef struct {
     /* set by the caller */

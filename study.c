@@ -218,12 +218,12 @@ static NeedleStat needle_at(const Result *r, double mult, int max_distance) {   
         if (!max_distance) {
             for (int d = 0; d < g->n_depths; d++) {
                 const NeedleStat *c = &g->cell[((size_t)h * g->n_lengths + l) * g->n_depths + d];
-                s.trials += c->trials; s.exact += c->exact; s.digits += c->digits; s.logp += c->logp;
+                needle_stat_add(&s, c);
             }
         } else {
             for (int k = 0; k < NEEDLE_BINS && (1LL << k) < max_distance; k++) {   /* bins [2^k, 2^(k+1)) that start below it */
                 const NeedleStat *c = &g->dist[((size_t)h * g->n_lengths + l) * NEEDLE_BINS + k];
-                s.trials += c->trials; s.exact += c->exact;
+                needle_stat_add(&s, c);
             }
         }
     return s;
@@ -293,31 +293,27 @@ static void write_csvs(const Args *a, const Result *res, const int *run) {
 }
 
 static void write_figures(const Args *a, const Result *res, const int *run) {
-    Series s[N_VARIANTS];
+    Series avg[N_VARIANTS], last[N_VARIANTS];
     double x[N_VARIANTS][N_PPL], y[N_VARIANTS][N_PPL], z[N_VARIANTS][N_PPL];
     int n = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        n = 0;
-        for (int v = 0; v < N_VARIANTS; v++) {
-            if (!run[v]) continue;
-            int k = 0;
-            for (int i = 0; i < N_PPL && PPL_MULT[i] <= a->max_mult; i++) {
-                x[v][k] = PPL_MULT[i];
-                y[v][k] = avg_at(&res[v], PPL_MULT[i]);
-                z[v][k++] = PPL_MULT[i] >= 2 ? last_bucket_at(&res[v], PPL_MULT[i]) : avg_at(&res[v], PPL_MULT[i]);
-            }
-            s[n++] = (Series){VARIANTS[v].label, k, x[v], pass ? z[v] : y[v]};
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!run[v]) continue;
+        int k = 0;
+        for (int i = 0; i < N_PPL && PPL_MULT[i] <= a->max_mult; i++, k++) {
+            x[v][k] = PPL_MULT[i];
+            y[v][k] = avg_at(&res[v], PPL_MULT[i]);
+            z[v][k] = PPL_MULT[i] >= 2 ? last_bucket_at(&res[v], PPL_MULT[i]) : y[v][k];
         }
-        const char *name = pass ? "ppl-last-bucket.svg" : "ppl-by-length.svg";
-        FILE *f = open_in(a, name);
-        if (pass)
-            lines_svg(f, "Bits per byte of the window's last position bucket [N/2, N)", "held-out Brown, non-overlapping windows of N tokens",
-                      "Window length N, in multiples of the training length L", "bits per byte", s, n);
-        else
-            lines_svg(f, "Perplexity by window length (window average)", "held-out Brown, non-overlapping windows of N tokens",
-                      "Window length N, in multiples of the training length L", "bits per byte", s, n);
-        close_checked(f, name);
+        avg[n] = (Series){VARIANTS[v].label, k, x[v], y[v]};
+        last[n++] = (Series){VARIANTS[v].label, k, x[v], z[v]};
     }
+    const char *source = "held-out Brown, non-overlapping windows of N tokens", *xlabel = "Window length N, in multiples of the training length L";
+    FILE *f = open_in(a, "ppl-by-length.svg");
+    lines_svg(f, "Perplexity by window length (window average)", source, xlabel, "bits per byte", avg, n);
+    close_checked(f, "ppl-by-length.svg");
+    f = open_in(a, "ppl-last-bucket.svg");
+    lines_svg(f, "Bits per byte of the window's last position bucket [N/2, N)", source, xlabel, "bits per byte", last, n);
+    close_checked(f, "ppl-last-bucket.svg");
 }
 
 static const Result *find(const Result *res, const int *run, const char *name) {
@@ -373,7 +369,6 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
         double ctx = passkey_context(r);
         if (ctx > 0) fprintf(f, " %gL |\n", ctx);
         else fprintf(f, " none |\n");
-        (void)b6;
     }
     fprintf(f, "\n\"n/a\": not run or refused (the learned table cannot represent positions past L).\n\n"
                "![perplexity by length](ppl-by-length.svg)\n\n![last position bucket](ppl-last-bucket.svg)\n\n");
