@@ -40,7 +40,10 @@ running=0
 for n in $names; do
     if [ -s "models/zoo/$n.gguf" ] && [ "${FORCE:-0}" != 1 ]; then echo "== $n: kept" >&2; continue; fi
     case $n in
-    rope|alibi|sinusoidal|learned|none|t5) set -- $COMMON -pe "$n" -mix "$MIX" -steps "$STEPS" -recipe "$RECIPE" ;;
+    rope|alibi|learned|none|t5) set -- $COMMON -pe "$n" -mix "$MIX" -steps "$STEPS" -recipe "$RECIPE" ;;
+    # amplitude 1 swamps the 0.02-std token embeddings ~35:1 and the model learned nothing (README); at
+    # 0.02 * sqrt(2) the sinusoids have the RMS of the learned model's initial position table
+    sinusoidal) set -- $COMMON -pe "$n" -sinusoid-scale 0.0283 -mix "$MIX" -steps "$STEPS" -recipe "$RECIPE, sinusoid amplitude 0.0283" ;;
     rope-pi4) wait; running=0; set -- $FT -init models/zoo/rope.gguf -pe linear -recipe "fine-tune of rope.gguf: PI s=4 at $((4 * L))" ;;
     rope-yarn4) set -- $FT -init models/zoo/rope.gguf -pe yarn -recipe "fine-tune of rope.gguf: YaRN s=4 at $((4 * L))" ;;
     *) echo "unknown zoo model $n" >&2; exit 1 ;;
