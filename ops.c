@@ -31,12 +31,14 @@ static inline float fast_exp(float x) {   /* selects, no branches or libm calls:
 
 /* ------------------------------------------------------------------------------------------ */
 /* matmul. One microkernel does the work of all three products: C (+)= A B with row-major A [M][K],
-   B [K][N], computing a block of 4 rows x 32 columns of C in registers, vectorised over the
+   B [K][N], computing a block of MR rows x NR columns of C in registers, vectorised over the
    columns (broadcast A, load B, fused multiply-add: no reductions, so no reassociation is needed).
-   The forward x W^T and the weight gradient dy^T x get there through a transpose, which costs
-   1/T of the product. Single rows (decoding) use dot products instead, with no transpose. */
+   The large products first copy B into panels of NR columns ([K][NR] each), so that
+   the kernel reads B contiguously whatever its layout: the forward's x W^T reads W through the same
+   copy, and the weight gradient's dy^T x reads x. The copy costs 1/M of the product. Single rows
+   (decoding) use dot products instead, with no copy. */
 
-#define MR 4
+#define MR 8
 #define NR 32
 
 static REAL dot(const REAL *a, const REAL *b, int n) {
@@ -46,18 +48,17 @@ static REAL dot(const REAL *a, const REAL *b, int n) {
     return acc;
 }
 
-/* C[m0..m0+mr) x [n0..n0+nr) (+)= A B, mr <= MR, nr <= NR; A is [.][K] with row stride lda, B [K][.]
-   with ldb, C with ldc */
-static void gemm_block(REAL *C, int ldc, const REAL *A, int lda, const REAL *B, int ldb, int K, int m0, int mr, int n0, int nr,
-                       int accumulate) {
+/* C[0..mr) x [0..nr) (+)= A[0..mr) B[.][0..nr), mr <= MR, nr <= NR; A is [.][K] with row stride lda,
+   B [K][.] with ldb, C with ldc */
+static void gemm_block(REAL *C, int ldc, const REAL *A, int lda, const REAL *B, int ldb, int K, int mr, int nr, int accumulate) {
     REAL acc[MR][NR];
     for (int r = 0; r < MR; r++)
-        for (int j = 0; j < NR; j++) acc[r][j] = accumulate && r < mr && j < nr ? C[(size_t)(m0 + r) * ldc + n0 + j] : 0;
+        for (int j = 0; j < NR; j++) acc[r][j] = accumulate && r < mr && j < nr ? C[(size_t)r * ldc + j] : 0;
     if (mr == MR && nr == NR) {
         for (int k = 0; k < K; k++) {
-            const REAL *b = B + (size_t)k * ldb + n0;
+            const REAL *b = B + (size_t)k * ldb;
             for (int r = 0; r < MR; r++) {
-                REAL a = A[(size_t)(m0 + r) * lda + k];
+                REAL a = A[(size_t)r * lda + k];
                 #pragma omp simd
                 for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];
             }
@@ -65,39 +66,56 @@ static void gemm_block(REAL *C, int ldc, const REAL *A, int lda, const REAL *B, 
     } else {
         for (int k = 0; k < K; k++)
             for (int r = 0; r < mr; r++) {
-                REAL a = A[(size_t)(m0 + r) * lda + k];
-                for (int j = 0; j < nr; j++) acc[r][j] += a * B[(size_t)k * ldb + n0 + j];
+                REAL a = A[(size_t)r * lda + k];
+                for (int j = 0; j < nr; j++) acc[r][j] += a * B[(size_t)k * ldb + j];
             }
     }
     for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nr; j++) C[(size_t)(m0 + r) * ldc + n0 + j] = acc[r][j];
+        for (int j = 0; j < nr; j++) C[(size_t)r * ldc + j] = acc[r][j];
 }
 
-/* C[M][N] (+)= A[M][K] B[K][N], all dense, in MR x NR register blocks */
+/* C[M][N] (+)= A[M][K] B[K][N], strided, in MR x NR register blocks, on the calling thread (attention) */
 static void gemm_serial(REAL *C, const REAL *A, const REAL *B, int M, int K, int N, int lda, int ldb, int ldc, int accumulate) {
     for (int m0 = 0; m0 < M; m0 += MR)
-        for (int n0 = 0; n0 < N; n0 += NR) gemm_block(C, ldc, A, lda, B, ldb, K, m0, MIN(MR, M - m0), n0, MIN(NR, N - n0), accumulate);
+        for (int n0 = 0; n0 < N; n0 += NR)
+            gemm_block(C + (size_t)m0 * ldc + n0, ldc, A + (size_t)m0 * lda, lda, B + n0, ldb, K, MIN(MR, M - m0), MIN(NR, N - n0),
+                       accumulate);
 }
 
-static void gemm(REAL *C, const REAL *A, const REAL *B, int M, int K, int N, int accumulate) {
-    int mb = (M + MR - 1) / MR, nb = (N + NR - 1) / NR;
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int bi = 0; bi < mb; bi++)
-        for (int bj = 0; bj < nb; bj++)
-            gemm_block(C, N, A, K, B, N, K, bi * MR, MIN(MR, M - bi * MR), bj * NR, MIN(NR, N - bj * NR), accumulate);
-}
-
-/* a reusable per-thread buffer for transposes */
-static REAL *scratch(size_t n) {
-    static _Thread_local REAL *buf;
-    static _Thread_local size_t cap;
-    if (n > cap) {
-        free(buf);
-        buf = malloc(n * sizeof *buf);
-        cap = buf ? n : 0;
-        if (!buf) { fprintf(stderr, "error: out of memory in matmul\n"); exit(1); }
+/* a reusable per-thread buffer (two: slot 0 and 1) for transposes and panels */
+static REAL *scratch(int slot, size_t n) {
+    static _Thread_local REAL *buf[2];
+    static _Thread_local size_t cap[2];
+    if (n > cap[slot]) {
+        free(buf[slot]);
+        buf[slot] = malloc(n * sizeof(REAL));
+        cap[slot] = buf[slot] ? n : 0;
+        if (!buf[slot]) { fprintf(stderr, "error: out of memory in matmul\n"); exit(1); }
     }
-    return buf;
+    return buf[slot];
+}
+
+/* C[M][N] (+)= A[M][K] B[K][N], A dense; B's element (k, n) is B[k * bk + n * bn], so that B may be
+   a matrix or the transpose of one. Threads share the panel copy, then the blocks. */
+static void gemm(REAL *C, const REAL *A, const REAL *B, long bk, long bn, int M, int K, int N, int accumulate) {
+    int mb = (M + MR - 1) / MR, nb = (N + NR - 1) / NR;
+    REAL *panels = scratch(1, (size_t)nb * K * NR);
+    #pragma omp parallel
+    {
+        #pragma omp for schedule(static)
+        for (int p = 0; p < nb; p++) {
+            REAL *dst = panels + (size_t)p * K * NR;
+            for (int j = 0; j < MIN(NR, N - p * NR); j++) {   /* along k: contiguous reads when B is a transpose (bk = 1) */
+                const REAL *src = B + (p * NR + j) * bn;
+                for (int k = 0; k < K; k++) dst[(size_t)k * NR + j] = src[k * bk];
+            }
+        }
+        #pragma omp for collapse(2) schedule(static)
+        for (int bj = 0; bj < nb; bj++)   /* a panel stays in cache while the row blocks pass it */
+            for (int bi = 0; bi < mb; bi++)
+                gemm_block(C + (size_t)bi * MR * N + (size_t)bj * NR, N, A + (size_t)bi * MR * K, K, panels + (size_t)bj * K * NR, NR, K,
+                           MIN(MR, M - bi * MR), MIN(NR, N - bj * NR), accumulate);
+    }
 }
 
 static void transpose(REAL *dst, const REAL *src, int rows, int cols) {   /* dst[cols][rows] = src[rows][cols]^T */
@@ -114,19 +132,17 @@ void OPS(matmul_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *b, i
             for (int t = 0; t < T; t++) y[(size_t)t * O + o] = dot(x + (size_t)t * I, w + (size_t)o * I, I) + (b ? b[o] : 0);
         return;
     }
-    REAL *wt = scratch((size_t)I * O);
-    transpose(wt, w, O, I);
     if (b)
         for (int t = 0; t < T; t++) memcpy(y + (size_t)t * O, b, (size_t)O * sizeof *y);
-    gemm(y, x, wt, T, I, O, b != NULL);
+    gemm(y, x, w, 1, I, T, I, O, b != NULL);   /* B = w^T: element (i, o) is w[o * I + i] */
 }
 
 void OPS(matmul_backward)(REAL *dx, REAL *dw, REAL *db, const REAL *dy, const REAL *x, const REAL *w, int T, int I, int O) {
-    if (dx) gemm(dx, dy, w, T, O, I, 1);   /* dx[T][I] += dy[T][O] w[O][I] */
-    if (dw) {                               /* dw[O][I] += dy^T[O][T] x[T][I] */
-        REAL *dyt = scratch((size_t)T * O);
+    if (dx) gemm(dx, dy, w, I, 1, T, O, I, 1);   /* dx[T][I] += dy[T][O] w[O][I] */
+    if (dw) {                                     /* dw[O][I] += dy^T[O][T] x[T][I] */
+        REAL *dyt = scratch(0, (size_t)T * O);
         transpose(dyt, dy, T, O);
-        gemm(dw, dyt, x, O, T, I, 1);
+        gemm(dw, dyt, x, I, 1, O, T, I, 1);
     }
     if (db)
         for (int t = 0; t < T; t++)
@@ -261,7 +277,7 @@ void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, 
         for (int blk = 0; blk < n_blocks; blk++) {
             int t0 = blk * QB, nq = MIN(QB, T - t0), g = h / group;
             REAL sc[QB][ATT_TILE], mx[QB], sum[QB];
-            REAL *kt = scratch((size_t)hd * (ATT_TILE + 2 * QB)), *qs = kt + (size_t)hd * ATT_TILE, *acc = qs + (size_t)hd * QB;
+            REAL *kt = scratch(0, (size_t)hd * (ATT_TILE + 2 * QB)), *qs = kt + (size_t)hd * ATT_TILE, *acc = qs + (size_t)hd * QB;
             for (int r = 0; r < nq; r++) {   /* qs, acc: [QB][hd] */
                 mx[r] = -INFINITY;
                 sum[r] = 0;
