@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "f16.h"
 #include "model.h"
 #include "ops.h"
 
@@ -76,22 +77,6 @@ static float *own_f32(Model *m, size_t n) {
     m->owned = list;
     m->owned[m->n_owned++] = p;
     return p;
-}
-
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023, bits;
-    if (exp == 0) {
-        if (!man) bits = sign;
-        else {   /* subnormal: normalise */
-            exp = 113;
-            while (!(man & 1024)) { man <<= 1; exp--; }
-            bits = sign | exp << 23 | (man & 1023) << 13;
-        }
-    } else if (exp == 31) bits = sign | 0x7f800000u | man << 13;
-    else bits = sign | (exp + 112) << 23 | man << 13;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
 }
 
 /* A tensor of shape [ne1][ne0] (ne1 = 0: one-dimensional), as F32. Missing: NULL, an error if required. */
