@@ -1,8 +1,8 @@
 /* ./bench (make bench): speed of the runtime on this machine, for the zoo's RoPE model and for random
    models of the llama2.c stories15M and stories110M shapes: prefill tokens/s (256 and 4096-token
    prompts), decode tokens/s from an empty cache and after 4096 tokens, the time of a 32768-token
-   prefill (zoo model), and peak RSS at -ctx 32768 and 131072 (each in a child process that fills
-   32768 slots). Each figure is the median of -runs runs; "spread" is (max - min) / median, the
+   prefill (zoo model), and peak RSS at -ctx 32768 and 131072, and at 131072 with -kv f16 (each in a
+   child process that fills 32768 slots). Each figure is the median of -runs runs; "spread" is (max - min) / median, the
    machine's noise. Prints a markdown table. Not a test: nothing here passes or fails. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,9 +46,9 @@ static void write_random(const Shape *s) {
     trainmodel_free(&tm);
 }
 
-static void open_at(Model *m, const char *path, int ctx) {
+static void open_at(Model *m, const char *path, int ctx, KvType kv) {
     char err[GGUF_ERR];
-    if (model_open(m, path, err) || model_prepare(m, &m->c.pe, ctx, 512, err)) die("%s", err);
+    if (model_open(m, path, err) || model_prepare(m, &m->c.pe, ctx, kv, 512, err)) die("%s", err);
 }
 
 static int *random_tokens(int n, int vocab) {
@@ -88,12 +88,12 @@ static Stat throughput(Model *m, const int *ids, int n, int steps) {
 }
 
 /* peak RSS (MB) of a fresh process (this program, re-executed: an OpenMP runtime does not survive a
-   fork) that opens the model with a cache of ctx slots and prefills `fill` tokens */
+   fork) that opens the model with a cache of ctx slots stored as kv and prefills `fill` tokens */
 static const char *self_path;
 
-static void rss_child(const char *path, int ctx, int fill) {
+static void rss_child(const char *path, int ctx, int fill, KvType kv) {
     Model m;
-    open_at(&m, path, ctx);
+    open_at(&m, path, ctx, kv);
     int *ids = random_tokens(fill, m.c.vocab_size);
     char err[GGUF_ERR];
     if (model_forward(&m, ids, fill, 0, NULL, 0, err)) die("%s", err);
@@ -102,9 +102,9 @@ static void rss_child(const char *path, int ctx, int fill) {
     printf("%.1f\n", ru.ru_maxrss / 1024.0);
 }
 
-static double peak_rss(const char *path, int ctx, int fill) {
+static double peak_rss(const char *path, int ctx, int fill, KvType kv) {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' -rss-child '%s' %d %d -th %d", self_path, path, ctx, fill, threads);
+    snprintf(cmd, sizeof cmd, "'%s' -rss-child '%s' %d %d %s -th %d", self_path, path, ctx, fill, kv_type_names[kv], threads);
     FILE *p = popen(cmd, "r");
     double mb = -1;
     if (!p || fscanf(p, "%lf", &mb) != 1) mb = -1;
@@ -116,11 +116,12 @@ static void cell(Stat s) { printf(" %.0f (±%.0f%%) |", s.median, 100 * s.spread
 
 int main(int argc, char **argv) {
     self_path = argv[0];
-    if (argc >= 5 && !strcmp(argv[1], "-rss-child")) {   /* the child of peak_rss */
+    if (argc >= 6 && !strcmp(argv[1], "-rss-child")) {   /* the child of peak_rss: PATH CTX FILL KV [-th N] */
 #ifdef _OPENMP
-        if (argc >= 7) omp_set_num_threads((int)parse_int("-th", argv[6], 1, 1024));
+        if (argc >= 8) omp_set_num_threads((int)parse_int("-th", argv[7], 1, 1024));
 #endif
-        rss_child(argv[2], (int)parse_int("ctx", argv[3], 1, 1 << 24), (int)parse_int("fill", argv[4], 1, 1 << 24));
+        rss_child(argv[2], (int)parse_int("ctx", argv[3], 1, 1 << 24), (int)parse_int("fill", argv[4], 1, 1 << 24),
+                  (KvType)parse_choice("kv", argv[5], kv_type_names));
         return 0;
     }
     for (int i = 1; i < argc; i++) {
@@ -143,7 +144,7 @@ int main(int argc, char **argv) {
     for (int s = 0; s < N_SHAPES; s++) {
         if (SHAPES[s].dim) write_random(&SHAPES[s]);
         Model m;
-        open_at(&m, SHAPES[s].path, 4096 + DECODE_STEPS);
+        open_at(&m, SHAPES[s].path, 4096 + DECODE_STEPS, KV_F32);
         size_t params = 0;
         for (uint64_t i = 0; i < m.gguf.n_tensors; i++) {
             const GgufTensor *t = &m.gguf.tensors[i];
@@ -162,7 +163,7 @@ int main(int argc, char **argv) {
     }
     /* the zoo model at long context */
     Model m;
-    open_at(&m, SHAPES[0].path, LONG);
+    open_at(&m, SHAPES[0].path, LONG, KV_F32);
     int *ids = random_tokens(LONG, m.c.vocab_size);
     char err[GGUF_ERR];
     double t0 = now_s();
@@ -173,10 +174,12 @@ int main(int argc, char **argv) {
     int kvd = m.c.n_kv_heads * m.c.head_dim, layers = m.c.n_layers;
     free(ids);
     model_close(&m);
-    for (int ctx = LONG; ctx <= 4 * LONG; ctx *= 4) {
-        double kv = 2.0 * layers * ctx * kvd * sizeof(float) / 1048576, w = weights / 1048576.0;
-        printf("peak RSS at -ctx %d after a %d-token prefill: %.1f MB (weights %.1f MB + full KV cache %.1f MB = %.1f MB)\n", ctx, LONG,
-               peak_rss(SHAPES[0].path, ctx, LONG), w, kv, w + kv);
+    static const struct { int ctx; KvType kv; } rss[] = {{LONG, KV_F32}, {4 * LONG, KV_F32}, {4 * LONG, KV_F16}};
+    for (int r = 0; r < 3; r++) {
+        int ctx = rss[r].ctx;
+        double kv = 2.0 * layers * ctx * kvd * (rss[r].kv == KV_F16 ? sizeof(uint16_t) : sizeof(float)) / 1048576, w = weights / 1048576.0;
+        printf("peak RSS at -ctx %d -kv %s after a %d-token prefill: %.1f MB (weights %.1f MB + full KV cache %.1f MB = %.1f MB)\n", ctx,
+               kv_type_names[rss[r].kv], LONG, peak_rss(SHAPES[0].path, ctx, LONG, rss[r].kv), w, kv, w + kv);
     }
     return 0;
 }

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include "cli.h"
 #include "gguf.h"
@@ -32,6 +33,15 @@ double parse_num(const char *flag, const char *s, double lo, double hi) {
     double v = strtod(s, &end);
     if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) die("%s expects a number in [%g, %g], got '%s'", flag, lo, hi, s);
     return v;
+}
+
+int parse_choice(const char *flag, const char *s, const char *const *choices) {
+    char list[256] = "";
+    for (int i = 0; choices[i]; i++) {
+        if (!strcmp(s, choices[i])) return i;
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? " or " : "", choices[i]);
+    }
+    die("%s expects %s, got '%s'", flag, list, s);
 }
 
 double now_s(void) {

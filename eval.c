@@ -14,7 +14,8 @@ void eval_describe(const Model *m, const char *path, char *out, size_t cap) {
     int n = snprintf(out, cap, "%s, -pe %s", path, e->method->name);
     if (e->method->family == PE_FAMILY_ROPE && strcmp(e->method->name, "rope") && n >= 0 && (size_t)n < cap)
         n += snprintf(out + n, cap - n, ", s = %g", e->set.scale);
-    if (n >= 0 && (size_t)n < cap) snprintf(out + n, cap - n, ", ctx %d, trained at %d", m->kv.n_slots, m->c.train_ctx);
+    if (n >= 0 && (size_t)n < cap) n += snprintf(out + n, cap - n, ", ctx %d, trained at %d", m->kv.n_slots, m->c.train_ctx);
+    if (m->kv.type != KV_F32 && n >= 0 && (size_t)n < cap) snprintf(out + n, cap - n, ", -kv %s", kv_type_names[m->kv.type]);
 }
 
 /* Progress on stderr, only for runs longer than a few seconds: a line rewritten in place on a terminal,

@@ -1,11 +1,17 @@
 /* The KV cache: per-layer key/value rows plus one position per slot. Position edits rotate the
-   cached keys through the encoding's move_key hook, computed from stored positions. */
+   cached keys through the encoding's move_key hook, computed from stored positions. Rows are float
+   or IEEE half (-kv f16): half rows are converted on the way in and out, and rotated in float. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "f16.h"
 #include "model.h"
 
-int kv_init(KVCache *kv, int n_layers, int n_slots, int kv_dim, char *err) {
+const char *const kv_type_names[] = {"f32", "f16", NULL};
+
+static size_t elem_size(KvType type) { return type == KV_F16 ? sizeof(uint16_t) : sizeof(float); }
+
+int kv_init(KVCache *kv, int n_layers, int n_slots, int kv_dim, KvType type, char *err) {
     memset(kv, 0, sizeof *kv);
     size_t rows;
     if (n_slots < 1 || __builtin_mul_overflow((size_t)n_layers * (size_t)n_slots, (size_t)kv_dim, &rows))
@@ -13,13 +19,14 @@ int kv_init(KVCache *kv, int n_layers, int n_slots, int kv_dim, char *err) {
     kv->n_slots = n_slots;
     kv->n_layers = n_layers;
     kv->kv_dim = kv_dim;
+    kv->type = type;
     /* calloc: pages are only touched as slots fill, so memory grows with use, linear in ctx */
     kv->pos = calloc((size_t)n_slots, sizeof *kv->pos);
-    kv->k = calloc(rows, sizeof *kv->k);
-    kv->v = calloc(rows, sizeof *kv->v);
+    kv->k = calloc(rows, elem_size(type));
+    kv->v = calloc(rows, elem_size(type));
     if (!kv->pos || !kv->k || !kv->v) {
         kv_free(kv);
-        return encoding_error(err, "out of memory for a KV cache of %d slots (%.1f MiB)", n_slots, 2.0 * rows * 4 / 1048576);
+        return encoding_error(err, "out of memory for a KV cache of %d slots (%.1f MiB)", n_slots, 2.0 * rows * elem_size(type) / 1048576);
     }
     return 0;
 }
@@ -31,6 +38,23 @@ void kv_free(KVCache *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
+size_t kv_bytes(const KVCache *kv) { return 2 * (size_t)kv->n_layers * kv->n_slots * kv->kv_dim * elem_size(kv->type); }
+
+void *kv_row(const KVCache *kv, void *base, int layer, int slot) {
+    return (char *)base + ((size_t)layer * kv->n_slots + slot) * kv->kv_dim * elem_size(kv->type);
+}
+
+void kv_store(KVCache *kv, int layer, int slot0, const float *k, const float *v, int T) {
+    size_t n = (size_t)T * kv->kv_dim;
+    if (kv->type == KV_F16) {
+        f32_to_f16_row(kv_row(kv, kv->k, layer, slot0), k, n);
+        f32_to_f16_row(kv_row(kv, kv->v, layer, slot0), v, n);
+    } else {
+        memcpy(kv_row(kv, kv->k, layer, slot0), k, n * sizeof(float));
+        memcpy(kv_row(kv, kv->v, layer, slot0), v, n * sizeof(float));
+    }
+}
+
 int kv_max_pos(const KVCache *kv) {
     int mx = -1;
     for (int i = 0; i < kv->n_used; i++) mx = kv->pos[i] > mx ? kv->pos[i] : mx;
@@ -40,12 +64,24 @@ int kv_max_pos(const KVCache *kv) {
 /* Re-encodes the keys of slots [first, first+n) from (`from`, stored position) to (`to`, stored
    position + delta), in every layer, and stores the new positions. */
 void kv_move_keys(KVCache *kv, const Encoding *to, const Encoding *from, int first, int n, int delta) {
-    int n_k = kv->kv_dim / to->model.head_dim;
+    int hd = to->model.head_dim, n_k = kv->kv_dim / hd;
     if (to->ops->move_key) {
         #pragma omp parallel for collapse(2)
         for (int l = 0; l < kv->n_layers; l++)
-            for (int i = first; i < first + n; i++)
-                to->ops->move_key(to, from, kv->k + ((size_t)l * kv->n_slots + i) * kv->kv_dim, n_k, kv->pos[i], kv->pos[i] + delta);
+            for (int i = first; i < first + n; i++) {
+                void *row = kv_row(kv, kv->k, l, i);
+                if (kv->type == KV_F32) {
+                    to->ops->move_key(to, from, row, n_k, kv->pos[i], kv->pos[i] + delta);
+                    continue;
+                }
+                float head[PE_MAX_HEAD_DIM];   /* a half key, one head at a time: rotated in float, rounded once */
+                for (int h = 0; h < n_k; h++) {
+                    uint16_t *half = (uint16_t *)row + (size_t)h * hd;
+                    f16_to_f32_row(head, half, hd);
+                    to->ops->move_key(to, from, head, 1, kv->pos[i], kv->pos[i] + delta);
+                    f32_to_f16_row(half, head, hd);
+                }
+            }
     }
     for (int i = first; i < first + n; i++) kv->pos[i] += delta;
 }
@@ -56,10 +92,10 @@ int kv_shift(KVCache *kv, const Encoding *e, int keep, int discard, char *err) {
     if (keep < 0 || discard < 1 || keep + discard > kv->n_used)
         return encoding_error(err, "bad context shift: keep %d, discard %d of %d cached tokens", keep, discard, kv->n_used);
     int rest = kv->n_used - keep - discard;
+    size_t bytes = (size_t)rest * kv->kv_dim * elem_size(kv->type);
     for (int l = 0; l < kv->n_layers; l++) {
-        size_t base = (size_t)l * kv->n_slots;
-        memmove(kv->k + (base + keep) * kv->kv_dim, kv->k + (base + keep + discard) * kv->kv_dim, (size_t)rest * kv->kv_dim * sizeof(float));
-        memmove(kv->v + (base + keep) * kv->kv_dim, kv->v + (base + keep + discard) * kv->kv_dim, (size_t)rest * kv->kv_dim * sizeof(float));
+        memmove(kv_row(kv, kv->k, l, keep), kv_row(kv, kv->k, l, keep + discard), bytes);
+        memmove(kv_row(kv, kv->v, l, keep), kv_row(kv, kv->v, l, keep + discard), bytes);
     }
     memmove(kv->pos + keep, kv->pos + keep + discard, (size_t)rest * sizeof *kv->pos);
     kv->n_used -= discard;

@@ -50,12 +50,18 @@ typedef struct {
     float *output;                   /* [vocab][dim] */
 } Weights;
 
+/* How cached keys and values are stored (-kv): float, or IEEE half (half the memory). */
+typedef enum { KV_F32, KV_F16 } KvType;
+extern const char *const kv_type_names[];   /* by KvType, NULL-terminated: "f32", "f16" */
+
 /* Every slot stores the position of the token in it; slot order is never read as position. */
 typedef struct {
     int n_slots, n_used;
     int n_layers, kv_dim;
+    KvType type;
     int *pos;            /* [n_slots] */
-    float *k, *v;        /* [n_layers][n_slots][kv_dim]; keys as the encoding left them (rotated for RoPE) */
+    void *k, *v;         /* [n_layers][n_slots][kv_dim] float or uint16_t (half) by type; keys as the encoding
+                            left them (rotated for RoPE) */
 } KVCache;
 
 /* What one layer's forward produces, [T] rows each. Inference points every layer at one set of
@@ -108,9 +114,9 @@ size_t runstate_backward_floats(const Config *c, int T);
 
 /* Opens and validates a GGUF model: config, weights, tokenizer. 0 or -1 with err. */
 int model_open(Model *m, const char *path, char *err);
-/* Sets the encoding (settings: the file's, with flags applied), allocates a cache of n_slots and a
-   run state for chunks of up to max_chunk tokens. */
-int model_prepare(Model *m, const PeSettings *pe, int n_slots, int max_chunk, char *err);
+/* Sets the encoding (settings: the file's, with flags applied), allocates a cache of n_slots stored
+   as kv_type and a run state for chunks of up to max_chunk tokens. */
+int model_prepare(Model *m, const PeSettings *pe, int n_slots, KvType kv_type, int max_chunk, char *err);
 /* Runs tokens[0..T) at positions pos0.. (after every cached position). Writes the logits of every
    row ([T][vocab]) or only of the last ([vocab]). 0, or -1 with err (nothing is appended then). */
 int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, int all_rows, char *err);
@@ -124,8 +130,13 @@ void model_close(Model *m);
 int model_next_pos(const Model *m);
 
 /* kvcache.c */
-int kv_init(KVCache *kv, int n_layers, int n_slots, int kv_dim, char *err);
+int kv_init(KVCache *kv, int n_layers, int n_slots, int kv_dim, KvType type, char *err);
 void kv_free(KVCache *kv);
+size_t kv_bytes(const KVCache *kv);   /* the storage of every key and value slot */
+/* the row of slot `slot` in layer `layer` of kv->k or kv->v (`base`) */
+void *kv_row(const KVCache *kv, void *base, int layer, int slot);
+/* stores T rows of keys and values, [T][kv_dim] floats, in layer `layer` from slot `slot0`, converted to the cache's type */
+void kv_store(KVCache *kv, int layer, int slot0, const float *k, const float *v, int T);
 int kv_max_pos(const KVCache *kv);
 void kv_move_keys(KVCache *kv, const Encoding *to, const Encoding *from, int first, int n, int delta);
 int kv_shift(KVCache *kv, const Encoding *e, int keep, int discard, char *err);

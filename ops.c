@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "f16.h"
 #include "ops.h"
 
 #define ATT_TILE 64
@@ -232,10 +233,31 @@ void OPS(gelu_backward)(REAL *dx, const REAL *dout, const REAL *x, long n) {
    keys in vector lanes; masked keys get -inf and an exp of exactly 0, so the loops have no branches. */
 #define QB 32
 
-/* kt[i][j] = key j0+j of KV head g, dimension i */
-static void tile_transpose(REAL *kt, const REAL *k, int j0, int n, int kvd, int hd) {
+/* kt[i][j] = dimension i of key row j (rows of stride ld) */
+static void tile_transpose(REAL *kt, const REAL *rows, int ld, int n, int hd) {
     for (int j = 0; j < ATT_TILE; j++)   /* a short last tile is padded with zeros (masked anyway) */
-        for (int i = 0; i < hd; i++) kt[i * ATT_TILE + j] = j < n ? k[(size_t)(j0 + j) * kvd + i] : 0;
+        for (int i = 0; i < hd; i++) kt[i * ATT_TILE + j] = j < n ? rows[(size_t)j * ld + i] : 0;
+}
+
+/* Rows j0 .. j0+n-1 of KV head g in cached keys or values, as REAL rows with stride *ld: the cache's
+   own rows when it holds REAL, else half rows converted into buf [ATT_TILE][hd] as the tile loads,
+   so the cache stays half in memory and the products run in REAL. */
+static const REAL *tile_rows(REAL *buf, int *ld, const void *kv, int kv_half, int j0, int n, int g, int kvd, int hd) {
+    size_t at = (size_t)j0 * kvd + (size_t)g * hd;
+    if (!kv_half) {
+        *ld = kvd;
+        return (const REAL *)kv + at;
+    }
+    const uint16_t *src = (const uint16_t *)kv + at;
+    for (int j = 0; j < n; j++) {
+#ifdef OPS_DOUBLE   /* the double build compiles the same function; its callers never pass a half cache */
+        for (int i = 0; i < hd; i++) buf[(size_t)j * hd + i] = f16_to_f32(src[(size_t)j * kvd + i]);
+#else
+        f16_to_f32_row(buf + (size_t)j * hd, src + (size_t)j * kvd, (size_t)hd);
+#endif
+    }
+    *ld = hd;
+    return buf;
 }
 
 /* adds the encoding's bias to one query's raw scores and masks keys past it or past the tile; returns
@@ -266,8 +288,8 @@ static REAL tile_scores(REAL *sc, const REAL *q, const REAL *kt, const int *kpos
     return tile_finish(sc, kpos, n, pq, h, e);
 }
 
-void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, const REAL *v, const int *kpos, int n_keys,
-                            int pos0, int T, int H, int Hkv, int hd, const Encoding *e) {
+void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const void *k, const void *v, int kv_half, const int *kpos,
+                            int n_keys, int pos0, int T, int H, int Hkv, int hd, const Encoding *e) {
     int qd = H * hd, kvd = Hkv * hd, group = H / Hkv, n_blocks = (T + QB - 1) / QB;
     REAL scale = (REAL)(1.0 / sqrt((double)hd));
     /* per block of QB queries and tile of keys, two small products in register blocks: the scores
@@ -277,7 +299,9 @@ void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, 
         for (int blk = 0; blk < n_blocks; blk++) {
             int t0 = blk * QB, nq = MIN(QB, T - t0), g = h / group;
             REAL sc[QB][ATT_TILE], mx[QB], sum[QB];
-            REAL *kt = scratch(0, (size_t)hd * (ATT_TILE + 2 * QB)), *qs = kt + (size_t)hd * ATT_TILE, *acc = qs + (size_t)hd * QB;
+            /* kt [hd][ATT_TILE], qs and acc [QB][hd], and the half cache's converted tile rows [ATT_TILE][hd] */
+            REAL *kt = scratch(0, (size_t)hd * (3 * ATT_TILE + 2 * QB)), *qs = kt + (size_t)hd * ATT_TILE, *acc = qs + (size_t)hd * QB;
+            REAL *krows = acc + (size_t)hd * QB, *vrows = krows + (size_t)hd * ATT_TILE;
             for (int r = 0; r < nq; r++) {   /* qs, acc: [QB][hd] */
                 mx[r] = -INFINITY;
                 sum[r] = 0;
@@ -287,8 +311,9 @@ void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, 
                 }
             }
             for (int j0 = 0; j0 < n_keys; j0 += ATT_TILE) {
-                int n = MIN(ATT_TILE, n_keys - j0);
-                tile_transpose(kt, k + (size_t)g * hd, j0, n, kvd, hd);
+                int n = MIN(ATT_TILE, n_keys - j0), ld;
+                const REAL *kr = tile_rows(krows, &ld, k, kv_half, j0, n, g, kvd, hd);
+                tile_transpose(kt, kr, ld, n, hd);
                 gemm_serial(&sc[0][0], qs, kt, nq, hd, ATT_TILE, hd, ATT_TILE, ATT_TILE, 0);
                 int live = 0;
                 for (int r = 0; r < nq; r++) {
@@ -313,7 +338,10 @@ void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, 
                     }
                     sum[r] += s;
                 }
-                if (live) gemm_serial(acc, &sc[0][0], v + (size_t)j0 * kvd + (size_t)g * hd, nq, n, hd, ATT_TILE, kvd, hd, 1);
+                if (live) {
+                    const REAL *vr = tile_rows(vrows, &ld, v, kv_half, j0, n, g, kvd, hd);
+                    gemm_serial(acc, &sc[0][0], vr, nq, n, hd, ATT_TILE, ld, hd, 1);
+                }
             }
             for (int r = 0; r < nq; r++) {   /* sum > 0: a query's own key is never masked */
                 REAL *ot = out + (size_t)(t0 + r) * qd + (size_t)h * hd;
@@ -335,8 +363,9 @@ void OPS(attention_backward)(REAL *dq, REAL *dk, REAL *dv, float *dbias_table, c
         REAL kt[PE_MAX_HEAD_DIM * ATT_TILE], vt[PE_MAX_HEAD_DIM * ATT_TILE], sc[ATT_TILE], dp[ATT_TILE];
         for (int j0 = 0; j0 < n_keys; j0 += ATT_TILE) {
             int n = MIN(ATT_TILE, n_keys - j0);
-            tile_transpose(kt, k + (size_t)g * hd, j0, n, kvd, hd);
-            tile_transpose(vt, v + (size_t)g * hd, j0, n, kvd, hd);
+            size_t at = (size_t)j0 * kvd + (size_t)g * hd;
+            tile_transpose(kt, k + at, kvd, n, hd);
+            tile_transpose(vt, v + at, kvd, n, hd);
             for (int h = g * group; h < (g + 1) * group; h++) {
                 for (int t = 0; t < T; t++) {
                     const REAL *qt = q + (size_t)t * qd + (size_t)h * hd, *dot_ = dout + (size_t)t * qd + (size_t)h * hd;

@@ -29,6 +29,7 @@ static void usage(void) {
            "  -ctx N             KV cache slots: the longest context (default: the model's training length)\n"
            "  -chunk N           prefill chunk size in tokens (default 512)\n"
            "  -th N              threads (default: all cores)\n"
+           "  -kv TYPE           KV cache storage: f32 (default) | f16 (IEEE half: half the memory)\n"
            "  -pos0 P            position of the first token (default 0), from an empty cache\n"
            "  -keep N            when the cache is full, keep the first N tokens as sinks, drop half of\n"
            "                     the rest and re-rotate the kept keys (default: stop when full)\n"
@@ -94,6 +95,7 @@ static int *parse_list(const char *flag, const char *what, const char *s, int *n
 typedef struct {
     const char *model_path, *mode, *prompt, *tokens, *dump;
     int steps, ctx, chunk, threads, keep, pos0;
+    KvType kv;
     float temperature, topp;
     unsigned long long seed;
     /* encoding flags, applied over the file's settings */
@@ -134,7 +136,7 @@ static void parse_args(Args *a, int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(); exit(0); }
-        static const char *const known[] = {"-m", "-i", "-n", "-t", "-p", "-s", "-ctx", "-chunk", "-th", "-keep", "-tokens", "-pos0",
+        static const char *const known[] = {"-m", "-i", "-n", "-t", "-p", "-s", "-ctx", "-chunk", "-th", "-kv", "-keep", "-tokens", "-pos0",
             "-dump", "-pe", "-alibi-max-bias", "-scale", "-orig-ctx", "-rope-base", "-rope-dims", "-rope-layout", "-yarn-beta-fast",
             "-yarn-beta-slow", "-yarn-attn", "-yarn-ext", "-llama3-low", "-llama3-high", NULL};
         static const char *const eval_flags[] = {"-f", "-csv", NULL}, *const ppl_flags[] = {"-window", "-stride", "-max-tokens", "-bucket", NULL},
@@ -156,6 +158,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "-ctx")) a->ctx = (int)parse_int(f, v, 1, 1 << 24);
         else if (!strcmp(f, "-chunk")) a->chunk = (int)parse_int(f, v, 1, 1 << 16);
         else if (!strcmp(f, "-th")) a->threads = (int)parse_int(f, v, 1, 1024);
+        else if (!strcmp(f, "-kv")) a->kv = (KvType)parse_choice(f, v, kv_type_names);
         else if (!strcmp(f, "-keep")) a->keep = (int)parse_int(f, v, 0, 1 << 24);
         else if (!strcmp(f, "-tokens")) a->tokens = v;
         else if (!strcmp(f, "-pos0")) a->pos0 = (int)parse_int(f, v, 0, INT_MAX - 1);
@@ -437,7 +440,7 @@ int main(int argc, char **argv) {
         if (a.ctx <= 0)
             for (int l = ctx = 0; l < g.n_lengths; l++) ctx = g.lengths[l] > ctx ? g.lengths[l] : ctx;
     }
-    if (model_prepare(&m, &pe, ctx, a.chunk, err)) die("%s", err);
+    if (model_prepare(&m, &pe, ctx, a.kv, a.chunk, err)) die("%s", err);
     if (a.keep >= 0 && !m.pe.ops->shiftable)
         die("-keep: -pe %s cannot shift the context (positions are baked into the cached keys and values)", m.pe.method->name);
     if (a.keep > ctx - 2) die("-keep %d leaves nothing to drop in a context of %d (at most ctx - 2)", a.keep, ctx);

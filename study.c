@@ -126,7 +126,7 @@ static int open_variant(Model *m, const Args *a, const Variant *v, int length, c
         pe.orig_ctx = m->c.train_ctx;
     }
     int slots = v->sinks >= 0 ? m->c.train_ctx : length;
-    if (model_prepare(m, &pe, slots, 512, err)) { model_close(m); return -1; }
+    if (model_prepare(m, &pe, slots, KV_F32, 512, err)) { model_close(m); return -1; }
     return 0;
 }
 

@@ -12,6 +12,10 @@ extern const char *test_study_binary;   /* the ./study under test ($STUDY_BINARY
 extern const char *test_tmp_dir;        /* a scratch directory for files tests write */
 void test_record(const char *name, int failed);
 
+/* -kv f16 against -kv f32: the largest logit difference allowed (measured on the llama.cpp fixtures by
+   test_fixtures.c, with margin; the README states both) */
+#define KV_F16_TOLERANCE 1.5e-2
+
 #define CHECK(cond, ...) do { if (!(cond)) { test_current_failed = 1; \
     fprintf(stderr, "  check failed %s:%d: %s: ", __FILE__, __LINE__, #cond); \
     fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)

@@ -312,6 +312,8 @@ static void test_cli_malformed_flags(void) {
         {"-m logits without -dump", "-dump", {"@L", "-m", "logits", "-tokens", "1,2", NULL}},
         {"-tokens in generate mode", "-m logits", {"@L", "-tokens", "1,2", NULL}},
         {"-rope-layout sideways", "-rope-layout", {"@L", "-rope-layout", "sideways", NULL}},
+        {"-kv q4", "-kv expects f32 or f16, got 'q4'", {"@L", "-kv", "q4", NULL}},
+        {"-kv f16 with -pe dynamic", "-kv f16 does not combine with -pe dynamic", {"@L", "-kv", "f16", "-pe", "dynamic", NULL}},
         {"-pe unknown", "'bogus'", {"@L", "-pe", "bogus", NULL}},
         {"-keep not below -ctx", "-keep", {"@U", "-ctx", "16", "-keep", "16", "-i", "a", NULL}},
         {"-dump into a missing directory", "cannot write", {"@L", "-m", "logits", "-tokens", "1", "-dump", "/nonexistent-dir/x.f32", NULL}},
@@ -687,6 +689,36 @@ static void test_cli_context_shift(void) {
     proc_free(&p);
 }
 
+/* -kv f16 reaches the cache: the logits move (by rounding, within the fixtures' f16 tolerance), and
+   generation with context shifts runs on a half cache */
+static void test_cli_kv_f16(void) {
+    char dump32[700];
+    snprintf(dump32, sizeof dump32, "%s.kv32", path_dump);
+    const char *a32[] = {path_llama, "-m", "logits", "-tokens", "5,17,300,2,511,9,44", "-kv", "f32", "-dump", dump32, NULL};
+    const char *a16[] = {path_llama, "-m", "logits", "-tokens", "5,17,300,2,511,9,44", "-kv", "f16", "-dump", path_dump, NULL};
+    Proc p = run_cli(a32), q = run_cli(a16);
+    CHECK(p.exited && p.status == 0, "[-kv f32 logits] should exit 0: %s", describe(&p));
+    CHECK(q.exited && q.status == 0, "[-kv f16 logits] should exit 0: %s", describe(&q));
+    size_t n32, n16;
+    float *f32 = read_floats(dump32, &n32), *f16 = read_floats(path_dump, &n16);
+    CHECK(f32 && f16 && n32 == 7 * 512 && n16 == n32, "[-kv] dumps of %zu and %zu floats, want %d", n32, n16, 7 * 512);
+    if (f32 && f16 && n16 == n32) {
+        double d = max_abs_diff(f32, f16, n32);
+        CHECK(d > 0 && d <= KV_F16_TOLERANCE, "[-kv f16] logits differ from f32 by %.3g: want rounding, at most %g", d, KV_F16_TOLERANCE);
+    }
+    free(f32);
+    free(f16);
+    proc_free(&p);
+    proc_free(&q);
+    unlink(dump32);
+    unlink(path_dump);
+    const char *gen[] = {UNTRAINED, "-kv", "f16", "-ctx", "16", "-keep", "4", "-n", "60", "-t", "0", "-i", "ab", NULL};
+    p = run_cli(gen);
+    CHECK(p.exited && p.status == 0 && strstr(p.err, "generate: 60 tokens") && strstr(p.err, "context shift"),
+          "[-kv f16 -ctx 16 -keep 4 -n 60]: %s", describe(&p));
+    proc_free(&p);
+}
+
 static void test_cli_context_full(void) {
     const char *args[] = {UNTRAINED, "-ctx", "16", "-n", "60", "-t", "0", "-i", "ab", NULL};
     Proc p = run_cli(args);
@@ -719,4 +751,5 @@ void suite_cli(void) {
     RUN(test_cli_logits_chunking);
     RUN(test_cli_context_shift);
     RUN(test_cli_context_full);
+    RUN(test_cli_kv_f16);
 }

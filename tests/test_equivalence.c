@@ -1,8 +1,10 @@
 /* The KV cache and the single forward pass: chunked, odd-chunked and token-by-token runs agree for
    every encoding and scaling method past the training length; dynamic NTK is exact; a context
-   shift leaves the cache as a fresh run of the kept tokens would; positions, not slots, count. */
+   shift leaves the cache as a fresh run of the kept tokens would; positions, not slots, count; an
+   f16 cache (-kv f16) takes half the memory and stays within half rounding of f32. */
 #include <stdlib.h>
 #include <string.h>
+#include "f16.h"
 #include "model.h"
 #include "tests/test.h"
 #include "tests/testmodel.h"
@@ -16,7 +18,7 @@ static const Variant variants[] = {
 };
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 
-static int open_variant(Model *m, const TestModelSpec *spec, const Variant *v, int n_slots, int max_chunk, double rope_base) {
+static int open_variant(Model *m, const TestModelSpec *spec, const Variant *v, int n_slots, int max_chunk, double rope_base, KvType kv) {
     char path[512], err[256];
     snprintf(path, sizeof path, "%s/equiv-%s-%d-%d-%d.gguf", test_tmp_dir, spec->pe, spec->n_layers, spec->layernorm, spec->ctx);
     if (test_model_write(path, spec) || model_open(m, path, err)) { CHECK(0, "cannot build model %s", path); return -1; }
@@ -24,7 +26,7 @@ static int open_variant(Model *m, const TestModelSpec *spec, const Variant *v, i
     snprintf(s.method, sizeof s.method, "%s", v->method);
     s.scale = v->scale;
     if (rope_base > 0) s.rope_base = rope_base;
-    if (model_prepare(m, &s, n_slots, max_chunk, err)) { CHECK(0, "%s: %s", v->method, err); model_close(m); return -1; }
+    if (model_prepare(m, &s, n_slots, kv, max_chunk, err)) { CHECK(0, "%s: %s", v->method, err); model_close(m); return -1; }
     return 0;
 }
 
@@ -53,14 +55,18 @@ static void make_tokens(int *t, int n, unsigned seed) {
     for (int i = 0; i < n; i++) t[i] = (int)((seed * 2654435761u + (unsigned)i * 40503u) >> 8) % 256;
 }
 
-/* one pass vs chunks of 7 vs one token at a time, for two model flavours */
+/* one pass vs chunks of 7 vs one token at a time, for two model flavours and both cache types (a
+   chunk's own keys are read back from the cache, so an f16 cache rounds them as decoding does) */
 static void test_chunked_equals_token_by_token(void) {
     enum { T = 100, POS0 = 20, SLOTS = 128 };
     int tokens[T];
     make_tokens(tokens, T, 3);
-    for (int flavour = 0; flavour < 2; flavour++) {
+    for (int run = 0; run < 4; run++) {
+        int flavour = run % 2;
+        KvType kv = run < 2 ? KV_F32 : KV_F16;
         for (int vi = 0; vi < N_VARIANTS; vi++) {
             const Variant *v = &variants[vi];
+            if (kv == KV_F16 && !strcmp(v->method, "dynamic")) continue;   /* refused: test_f16_cache_refuses_dynamic_ntk */
             TestModelSpec spec = test_model_spec(v->family);
             spec.layernorm = spec.gelu = spec.bias = flavour;
             spec.tied = !flavour;
@@ -69,19 +75,23 @@ static void test_chunked_equals_token_by_token(void) {
             size_t V = (size_t)spec.vocab, rows = (size_t)n * V;
             float *ref = malloc(rows * sizeof(float)), *got = malloc(rows * sizeof(float));
             Model m;
-            if (!open_variant(&m, &spec, v, SLOTS, 512, 0)) {
+            const char *kvn = kv_type_names[kv];
+            /* single rows and chunks take different float paths to k and v (dot products, blocked
+               products); a value that lands by a half's rounding boundary may round either way */
+            double tol = kv == KV_F16 ? 2e-4 : 1e-5;
+            if (!open_variant(&m, &spec, v, SLOTS, 512, 0, kv)) {
                 forward_rows(&m, tokens, n, pos0, ref, 0);
                 model_reset(&m);
                 forward_rows(&m, tokens, n, pos0, got, 1);
                 double d1 = max_diff(ref, got, rows);
                 model_close(&m);
-                CHECK(d1 <= 1e-5, "%s flavour %d: token-by-token differs from one pass by %.3g", v->method, flavour, d1);
+                CHECK(d1 <= tol, "%s flavour %d -kv %s: token-by-token differs from one pass by %.3g", v->method, flavour, kvn, d1);
             }
-            if (!open_variant(&m, &spec, v, SLOTS, 7, 0)) {
+            if (!open_variant(&m, &spec, v, SLOTS, 7, 0, kv)) {
                 forward_rows(&m, tokens, n, pos0, got, 0);
                 double d2 = max_diff(ref, got, rows);
                 model_close(&m);
-                CHECK(d2 <= 1e-5, "%s flavour %d: chunks of 7 differ from one pass by %.3g", v->method, flavour, d2);
+                CHECK(d2 <= tol, "%s flavour %d -kv %s: chunks of 7 differ from one pass by %.3g", v->method, flavour, kvn, d2);
             }
             free(ref);
             free(got);
@@ -101,7 +111,7 @@ static void test_dynamic_ntk_is_exact(void) {
     float *dyn = malloc(T * V * sizeof(float)), *plain = malloc(T * V * sizeof(float));
     Variant dynamic = {"rope", "dynamic", 4}, rope = {"rope", "rope", 0};
     Model m;
-    if (open_variant(&m, &spec, &dynamic, T, 512, 0)) return;
+    if (open_variant(&m, &spec, &dynamic, T, 512, 0, KV_F32)) return;
     forward_rows(&m, tokens, T, 0, dyn, 0);
     int n_rot = m.c.head_dim;
     model_close(&m);
@@ -109,7 +119,7 @@ static void test_dynamic_ntk_is_exact(void) {
     for (int r = 0; r < 6; r++) {
         int p = rows[r], n = p + 1;
         double base = pe_dynamic_base(10000, 4, n, spec.ctx, n_rot);
-        if (open_variant(&m, &spec, &rope, T, 512, base)) return;
+        if (open_variant(&m, &spec, &rope, T, 512, base, KV_F32)) return;
         forward_rows(&m, tokens, n, 0, plain, 0);
         model_close(&m);
         double d = max_diff(dyn + (size_t)p * V, plain + (size_t)p * V, V);
@@ -137,8 +147,8 @@ static void test_context_shift_matches_fresh_run(void) {
         float *a = malloc(V * sizeof(float)), *b = malloc(V * sizeof(float));
         Model m, fresh;
         char err[256];
-        if (open_variant(&m, &spec, &v, SLOTS, 512, 0)) continue;
-        if (open_variant(&fresh, &spec, &v, SLOTS, 512, 0)) { model_close(&m); continue; }
+        if (open_variant(&m, &spec, &v, SLOTS, 512, 0, KV_F32)) continue;
+        if (open_variant(&fresh, &spec, &v, SLOTS, 512, 0, KV_F32)) { model_close(&m); continue; }
         int kept[SLOTS], n_kept = 0, next = 0, ok = 1;   /* kept: the text indices the cache should hold */
         for (int round = 0; round < 2 && ok; round++) {
             while (m.kv.n_used < SLOTS) {   /* fill the cache */
@@ -183,8 +193,8 @@ static void test_streaming_llm_eviction(void) {
     for (int i = 0; i < 12; i++) kept[i] = text[i < 4 ? i : i + 8];
     Model m, fresh;
     char err[256] = "";
-    if (open_variant(&m, &spec, &v, 20, 512, 0)) return;
-    if (open_variant(&fresh, &spec, &v, 20, 512, 0)) { model_close(&m); return; }
+    if (open_variant(&m, &spec, &v, 20, 512, 0, KV_F32)) return;
+    if (open_variant(&fresh, &spec, &v, 20, 512, 0, KV_F32)) { model_close(&m); return; }
     size_t V = (size_t)spec.vocab;
     float *a = malloc(V * sizeof(float)), *b = malloc(V * sizeof(float));
     CHECK(model_forward(&m, text, 20, 0, NULL, 0, err) == 0, "fill: %s", err);
@@ -202,6 +212,57 @@ static void test_streaming_llm_eviction(void) {
     free(b);
 }
 
+/* A context shift with an f16 cache (each half key rotated in float and rounded back once) gives the
+   logits of the same shifts with an f32 cache, within the half rounding: three shifts in a row, so
+   the kept keys are re-rounded three times. */
+#define SHIFT_F16_TOLERANCE 5e-4
+static void test_context_shift_f16_matches_f32(void) {
+    const Variant vs[] = {{"rope", "rope", 0}, {"rope", "yarn", 2}, {"rope", "llama3", 2}, {"alibi", "alibi", 0}, {"t5", "t5", 0}};
+    enum { SLOTS = 48, KEEP = 4, N_VS = sizeof vs / sizeof vs[0] };
+    int text[200];
+    make_tokens(text, 200, 21);
+    for (int vi = 0; vi < N_VS; vi++) {
+        TestModelSpec spec = test_model_spec(vs[vi].family);
+        spec.ctx = 16;
+        size_t V = (size_t)spec.vocab;
+        float *logits[2] = {malloc(V * sizeof(float)), malloc(V * sizeof(float))};
+        Model m[2];
+        char err[256] = "";
+        if (open_variant(&m[0], &spec, &vs[vi], SLOTS, 512, 0, KV_F32)) continue;
+        if (open_variant(&m[1], &spec, &vs[vi], SLOTS, 512, 0, KV_F16)) { model_close(&m[0]); continue; }
+        double worst = 0, worst_key = 0;
+        int next = 0, ok = 1;
+        for (int round = 0; round < 3 && ok; round++) {
+            int fill = SLOTS - m[0].kv.n_used;
+            for (int c = 0; c < 2; c++) {
+                ok &= model_forward(&m[c], text + next, fill, model_next_pos(&m[c]), NULL, 0, err) == 0;
+                ok &= model_shift(&m[c], KEEP, err) > 0;
+                ok &= model_forward(&m[c], text + next + fill, 1, model_next_pos(&m[c]), logits[c], 0, err) == 0;
+            }
+            next += fill + 1;
+            worst = fmax(worst, max_diff(logits[0], logits[1], V));
+            double scale = 0, d = 0;   /* every layer's cached keys, relative to their scale */
+            for (int l = 0; l < m[0].kv.n_layers; l++) {
+                const float *k32 = kv_row(&m[0].kv, m[0].kv.k, l, 0);
+                const uint16_t *k16 = kv_row(&m[1].kv, m[1].kv.k, l, 0);
+                for (size_t i = 0; i < (size_t)m[0].kv.n_used * m[0].kv.kv_dim; i++) {
+                    scale = fmax(scale, fabs(k32[i]));
+                    d = fmax(d, fabs(k32[i] - f16_to_f32(k16[i])));
+                }
+            }
+            worst_key = fmax(worst_key, d / scale);
+        }
+        CHECK(ok, "%s: %s", vs[vi].method, err);
+        CHECK(worst <= SHIFT_F16_TOLERANCE, "%s: logits after shifts with -kv f16 differ from f32 by %.3g", vs[vi].method, worst);
+        CHECK(worst_key <= 2e-3, "%s: cached keys after shifts with -kv f16 differ from f32 by %.3g of their scale", vs[vi].method, worst_key);
+        printf("     %-8s shifts, -kv f16 vs f32: logits %.2e, keys %.2e of their scale\n", vs[vi].method, worst, worst_key);
+        model_close(&m[0]);
+        model_close(&m[1]);
+        free(logits[0]);
+        free(logits[1]);
+    }
+}
+
 static void test_absolute_encodings_refuse_to_shift(void) {
     const char *pes[] = {"learned", "sinusoidal"};
     for (int i = 0; i < 2; i++) {
@@ -211,7 +272,7 @@ static void test_absolute_encodings_refuse_to_shift(void) {
         char err[256] = "";
         int tokens[8];
         make_tokens(tokens, 8, 1);
-        if (open_variant(&m, &spec, &v, 8, 512, 0)) continue;
+        if (open_variant(&m, &spec, &v, 8, 512, 0, KV_F32)) continue;
         CHECK(model_forward(&m, tokens, 8, 0, NULL, 0, err) == 0, "%s forward: %s", pes[i], err);
         CHECK(model_shift(&m, 2, err) < 0 && strstr(err, "cannot shift"), "%s: a shift must be refused, got '%s'", pes[i], err);
         CHECK(m.kv.n_used == 8, "%s: a refused shift must leave the cache alone", pes[i]);
@@ -231,7 +292,7 @@ static void test_relative_encodings_start_anywhere(void) {
         size_t V = (size_t)spec.vocab;
         float *at0 = malloc(T * V * sizeof(float)), *atP = malloc(T * V * sizeof(float));
         Model m;
-        if (open_variant(&m, &spec, &rel[i], T, 512, 0)) continue;
+        if (open_variant(&m, &spec, &rel[i], T, 512, 0, KV_F32)) continue;
         forward_rows(&m, tokens, T, 0, at0, 0);
         model_reset(&m);
         forward_rows(&m, tokens, T, 5000, atP, 0);
@@ -244,19 +305,25 @@ static void test_relative_encodings_start_anywhere(void) {
     }
 }
 
-/* -ctx 131072 works with memory linear in ctx: the cache is allocated, and a chunk far out runs. */
+/* -ctx 131072 works with memory linear in ctx: the cache is allocated, and a chunk far out runs;
+   -kv f16 stores it in half the bytes. */
 static void test_context_131072(void) {
     const Variant v[] = {{"rope", "yarn", 0}, {"alibi", "alibi", 0}};
     enum { T = 300 };
     int tokens[T];
     make_tokens(tokens, T, 13);
-    for (int i = 0; i < 2; i++) {
+    for (int run = 0; run < 4; run++) {
+        int i = run % 2;
+        KvType kv = run < 2 ? KV_F32 : KV_F16;
         TestModelSpec spec = test_model_spec(v[i].family);
         Model m;
         char err[256];
         float *logits = malloc((size_t)spec.vocab * sizeof(float));
-        if (open_variant(&m, &spec, &v[i], 131072, 512, 0)) continue;
+        if (open_variant(&m, &spec, &v[i], 131072, 512, 0, kv)) continue;
         CHECK(m.kv.n_slots == 131072, "%s: cache has %d slots", v[i].method, m.kv.n_slots);
+        size_t per_slot = 2 * (size_t)spec.n_layers * m.kv.kv_dim * (kv == KV_F16 ? 2 : 4);
+        CHECK(kv_bytes(&m.kv) == 131072 * per_slot, "-kv %s: %zu bytes of keys and values, expected %zu", kv_type_names[kv],
+              kv_bytes(&m.kv), 131072 * per_slot);
         int ok = model_forward(&m, tokens, T, 131072 - T, logits, 0, err) == 0;
         CHECK(ok, "%s: forward at positions up to 131071 failed: %s", v[i].method, err);
         int finite = 1;
@@ -269,6 +336,81 @@ static void test_context_131072(void) {
     }
 }
 
+/* Dynamic NTK re-rotates every cached key at each position past the original context: with half
+   keys the rounding would build up (0.34 in the logits of a llama.cpp fixture after 450 positions),
+   so model_prepare refuses the pair. */
+static void test_f16_cache_refuses_dynamic_ntk(void) {
+    Variant v = {"rope", "dynamic", 4};
+    TestModelSpec spec = test_model_spec("rope");
+    char path[512], err[256] = "";
+    snprintf(path, sizeof path, "%s/equiv-f16-dynamic.gguf", test_tmp_dir);
+    Model m;
+    if (test_model_write(path, &spec) || model_open(&m, path, err)) { CHECK(0, "cannot build model %s", path); return; }
+    PeSettings s = m.c.pe;
+    snprintf(s.method, sizeof s.method, "%s", v.method);
+    s.scale = v.scale;
+    CHECK(model_prepare(&m, &s, 64, KV_F16, 512, err) < 0 && strstr(err, "-kv f16") && strstr(err, "dynamic"),
+          "-pe dynamic with -kv f16 should be refused, got '%s'", err);
+    CHECK(model_prepare(&m, &s, 64, KV_F32, 512, err) == 0, "-pe dynamic with -kv f32: %s", err);
+    model_close(&m);
+}
+
+/* kv_init: -kv f16 allocates exactly half the bytes of f32 for the same slots */
+static void test_f16_cache_halves_memory(void) {
+    KVCache a, b;
+    char err[256] = "";
+    CHECK(kv_init(&a, 4, 1000, 96, KV_F32, err) == 0 && kv_init(&b, 4, 1000, 96, KV_F16, err) == 0, "kv_init: %s", err);
+    CHECK(kv_bytes(&a) == 2 * 4 * 1000 * 96 * sizeof(float), "f32 cache: %zu bytes", kv_bytes(&a));
+    CHECK(2 * kv_bytes(&b) == kv_bytes(&a), "f16 cache: %zu bytes, f32: %zu", kv_bytes(&b), kv_bytes(&a));
+    CHECK((char *)kv_row(&b, b.k, 1, 2) - (char *)b.k == (1 * 1000 + 2) * 96 * 2, "f16 rows are not 2-byte elements");
+    kv_free(&a);
+    kv_free(&b);
+}
+
+/* The half conversions of f16.h: round to nearest even at the edges (ties, overflow, subnormals,
+   NaN); the portable versions equal the F16C ones when the build has them (every half, a sweep of
+   floats); whole rows equal element by element (vector bodies and tails). */
+static void test_half_conversions(void) {
+    static const struct { float f; uint16_t h; } cases[] = {
+        {1.0f, 0x3c00}, {-2.0f, 0xc000}, {0.0f, 0x0000}, {-0.0f, 0x8000}, {65504.0f, 0x7bff}, {65519.99f, 0x7bff},
+        {65520.0f, 0x7c00}, {1e9f, 0x7c00}, {INFINITY, 0x7c00}, {-INFINITY, 0xfc00},
+        {1.0f + 0x1p-11f, 0x3c00},          /* a tie: to the even 1.0 */
+        {1.0f + 3 * 0x1p-11f, 0x3c02},      /* a tie: to the even 1 + 2^-9 */
+        {1.0f + 0x1p-11f + 0x1p-20f, 0x3c01},
+        {0x1p-24f, 0x0001}, {0x1p-25f, 0x0000}, {0x1.8p-25f, 0x0001}, {3 * 0x1p-25f, 0x0002},   /* subnormal ties */
+        {0x1p-14f, 0x0400}, {0x1p-14f - 0x1p-25f, 0x0400}, {0x1p-14f - 0x1p-24f, 0x03ff},     /* the normal boundary */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(f32_to_f16(cases[i].f) == cases[i].h, "%a -> %04x, expected %04x", cases[i].f, f32_to_f16(cases[i].f), cases[i].h);
+        CHECK(f32_to_f16_soft(cases[i].f) == cases[i].h, "soft: %a -> %04x, expected %04x", cases[i].f, f32_to_f16_soft(cases[i].f), cases[i].h);
+    }
+    CHECK(isnan(f16_to_f32(f32_to_f16(NAN))), "NaN does not survive a round trip");
+    int bad_half = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float a = f16_to_f32((uint16_t)h), b = f16_to_f32_soft((uint16_t)h);
+        bad_half += memcmp(&a, &b, sizeof a) != 0 || (!isnan(a) && f32_to_f16(a) != h);
+    }
+    CHECK(bad_half == 0, "%d halves convert differently in software or do not round-trip", bad_half);
+    int bad_float = 0;
+    for (uint64_t x = 0; x < (1ull << 32); x += 4093) {   /* ~1M bit patterns: every exponent, NaNs included */
+        uint32_t bits = (uint32_t)x;
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        bad_float += f32_to_f16(f) != f32_to_f16_soft(f);
+    }
+    CHECK(bad_float == 0, "%d floats convert differently in software", bad_float);
+    enum { N = 45 };   /* 2 x 16 + 8 + 5: every loop of the row conversions */
+    float f[N], back[N];
+    uint16_t h[N];
+    for (int i = 0; i < N; i++) f[i] = (float)(i - 20) * 0.337f + 1e-6f * i;
+    f32_to_f16_row(h, f, N);
+    f16_to_f32_row(back, h, N);
+    for (int i = 0; i < N; i++) {
+        CHECK(h[i] == f32_to_f16(f[i]), "row element %d: %04x, alone %04x", i, h[i], f32_to_f16(f[i]));
+        CHECK(back[i] == f16_to_f32(h[i]), "row element %d back: %g, alone %g", i, back[i], f16_to_f32(h[i]));
+    }
+}
+
 static void test_forward_rejects_bad_input(void) {
     Variant v = {"learned", "learned", 0};
     TestModelSpec spec = test_model_spec("learned");
@@ -276,7 +418,7 @@ static void test_forward_rejects_bad_input(void) {
     char err[256] = "";
     int tokens[41];
     make_tokens(tokens, 41, 2);
-    if (open_variant(&m, &spec, &v, 40, 512, 0)) return;
+    if (open_variant(&m, &spec, &v, 40, 512, 0, KV_F32)) return;
     int bad = 256;
     CHECK(model_forward(&m, &bad, 1, 0, NULL, 0, err) < 0 && strstr(err, "vocabulary"), "token 256 accepted: '%s'", err);
     CHECK(model_forward(&m, tokens, 2, spec.ctx - 1, NULL, 0, err) < 0 && strstr(err, "learned"), "position past the table accepted: '%s'", err);
@@ -292,8 +434,12 @@ void suite_equivalence(void) {
     RUN(test_dynamic_ntk_is_exact);
     RUN(test_context_shift_matches_fresh_run);
     RUN(test_streaming_llm_eviction);
+    RUN(test_context_shift_f16_matches_f32);
     RUN(test_absolute_encodings_refuse_to_shift);
     RUN(test_relative_encodings_start_anywhere);
     RUN(test_context_131072);
+    RUN(test_f16_cache_refuses_dynamic_ntk);
+    RUN(test_f16_cache_halves_memory);
+    RUN(test_half_conversions);
     RUN(test_forward_rejects_bad_input);
 }

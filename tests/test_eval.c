@@ -78,7 +78,7 @@ static int only_progress(const char *err) {
 
 static int open_model(Model *m, const char *path, int ctx, int chunk) {
     char err[GGUF_ERR] = "";
-    int ok = model_open(m, path, err) == 0 && model_prepare(m, &m->c.pe, ctx, chunk, err) == 0;
+    int ok = model_open(m, path, err) == 0 && model_prepare(m, &m->c.pe, ctx, KV_F32, chunk, err) == 0;
     CHECK(ok, "cannot load %s: %s", path, err);
     return ok;
 }

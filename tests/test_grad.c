@@ -4,6 +4,7 @@
    identities the backward relies on. */
 #include <stdlib.h>
 #include <string.h>
+#include "f16.h"
 #include "ops.h"
 #undef REAL
 #undef OPS
@@ -118,7 +119,7 @@ enum { QT = 24, NK = 150, AH = 4, AHKV = 2, HD = 6 };   /* 150 keys: three tiles
 typedef struct { double *q, *k, *v, *r, out[QT * AH * HD], lse[QT * AH]; int kpos[NK]; const Encoding *e; } AttCtx;
 static double att_loss(void *p) {
     AttCtx *c = p;
-    attention_forward_f64(c->out, c->lse, c->q, c->k, c->v, c->kpos, NK, NK - QT, QT, AH, AHKV, HD, c->e);
+    attention_forward_f64(c->out, c->lse, c->q, c->k, c->v, 0, c->kpos, NK, NK - QT, QT, AH, AHKV, HD, c->e);
     return dotv(c->out, c->r, QT * AH * HD);
 }
 static float t5_table[32 * AH];
@@ -185,14 +186,43 @@ static void test_attention_float_matches_double(void) {
     for (size_t i = 0; i < nq; i++) qf[i] = (float)(qd[i] = (float)qd[i]);
     for (size_t i = 0; i < nk; i++) { kf[i] = (float)(kd[i] = (float)kd[i]); vf[i] = (float)(vd[i] = (float)vd[i]); }
     /* queries at positions 1060..1129: the last 20 keys are in their future and masked */
-    attention_forward(of, lsef, qf, kf, vf, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
-    attention_forward_f64(od, lsed, qd, kd, vd, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
+    attention_forward(of, lsef, qf, kf, vf, 0, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
+    attention_forward_f64(od, lsed, qd, kd, vd, 0, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
     double worst = 0, worst_lse = 0;
     for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs(of[i] - od[i]));
     for (int i = 0; i < FT * FH; i++) worst_lse = fmax(worst_lse, fabs(lsef[i] - lsed[i]));
     printf("     float vs double attention: out %.3g, lse %.3g\n", worst, worst_lse);
     CHECK(worst < 6e-7 && worst_lse < 1e-6, "float attention differs from double: out %.3g, lse %.3g", worst, worst_lse);
     free(qd); free(kd); free(vd); free(od); free(qf); free(kf); free(vf); free(of);
+}
+
+/* A half cache (-kv f16): attention over half keys and values, converted to float as each tile
+   loads, equals to the bit the float attention over the same values rounded to half (grouped
+   heads, a masked tail, several tiles, a head dim that leaves conversion tails). */
+static void test_attention_half_cache(void) {
+    enum { FT = 70, FNK = 150, FH = 4, FHKV = 2, FHD = 20 };
+    Encoding e;
+    encoding_for(&e, "alibi", PE_FAMILY_ALIBI);
+    e.model.head_dim = FHD; e.model.dim = FH * FHD;
+    size_t nq = (size_t)FT * FH * FHD, nk = (size_t)FNK * FHKV * FHD;
+    double *qd = rand_vec(nq, 2), *kd = rand_vec(nk, 2), *vd = rand_vec(nk, 1);
+    float *q = malloc(nq * sizeof *q), *k = malloc(nk * sizeof *k), *v = malloc(nk * sizeof *v);
+    float *out32 = malloc(nq * sizeof *out32), *out16 = malloc(nq * sizeof *out16), lse32[FT * FH], lse16[FT * FH];
+    uint16_t *kh = malloc(nk * sizeof *kh), *vh = malloc(nk * sizeof *vh);
+    int kpos[FNK];
+    for (int j = 0; j < FNK; j++) kpos[j] = 1000 + j;
+    for (size_t i = 0; i < nq; i++) q[i] = (float)qd[i];
+    for (size_t i = 0; i < nk; i++) {
+        kh[i] = f32_to_f16((float)kd[i]);
+        vh[i] = f32_to_f16((float)vd[i]);
+        k[i] = f16_to_f32(kh[i]);
+        v[i] = f16_to_f32(vh[i]);
+    }
+    attention_forward(out32, lse32, q, k, v, 0, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
+    attention_forward(out16, lse16, q, kh, vh, 1, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
+    CHECK(!memcmp(out32, out16, nq * sizeof *out32) && !memcmp(lse32, lse16, sizeof lse32),
+          "attention over a half cache differs from float attention over the half-rounded values");
+    free(qd); free(kd); free(vd); free(q); free(k); free(v); free(out32); free(out16); free(kh); free(vh);
 }
 
 /* ---- encodings: adjoint identities the backward relies on ---- */
@@ -302,6 +332,7 @@ void suite_grad(void) {
     RUN(test_grad_crossentropy);
     RUN(test_grad_attention);
     RUN(test_attention_float_matches_double);
+    RUN(test_attention_half_cache);
     RUN(test_rope_adjoint);
     RUN(test_grad_model_every_encoding);
 }

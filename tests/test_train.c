@@ -145,7 +145,7 @@ static void test_runtime_logits_equal_trainer(void) {
         CHECK(ok, "%s: %s", encs[i].m, err);
         if (ok) {
             CHECK(!strcmp(m.c.pe.method, encs[i].m), "%s: the file says -pe %s", encs[i].m, m.c.pe.method);
-            ok = model_prepare(&m, &m.c.pe, T, 512, err) == 0 && model_forward(&m, tokens, T, 0, rt, 1, err) == 0;
+            ok = model_prepare(&m, &m.c.pe, T, KV_F32, 512, err) == 0 && model_forward(&m, tokens, T, 0, rt, 1, err) == 0;
             CHECK(ok, "%s: runtime: %s", encs[i].m, err);
             double worst = 0;
             for (int j = 0; ok && j < T * 256; j++) worst = fmax(worst, fabs((double)rt[j] - st.logits[j]));

@@ -39,7 +39,7 @@ static void test_zoo_runtime_equals_trainer(void) {
         int L = m.c.train_ctx, V = m.c.vocab_size;
         PeSettings pe = m.c.pe;
         if (!load_heldout(&m, &c, &t)) { model_close(&m); break; }
-        int ok = model_prepare(&m, &pe, L, 512, err) == 0 && trainmodel_load(&tm, path, &pe, L, err) == 0;
+        int ok = model_prepare(&m, &pe, L, KV_F32, 512, err) == 0 && trainmodel_load(&tm, path, &pe, L, err) == 0;
         CHECK(ok, "%s: %s", e->d_name, err);
         if (ok && stream_init(&st, &tm, L, err) == 0) {
             float *rt = malloc((size_t)L * V * sizeof *rt);
@@ -71,7 +71,7 @@ static void test_zoo_rope_retrieves(void) {
     Passkey pk;
     if (model_open(&m, ZOO "/rope.gguf", err)) { CHECK(0, "%s", err); return; }
     int L = m.c.train_ctx;
-    if (model_prepare(&m, &m.c.pe, L, 512, err) || !load_heldout(&m, &c, &t)) { CHECK(0, "%s", err); model_close(&m); return; }
+    if (model_prepare(&m, &m.c.pe, L, KV_F32, 512, err) || !load_heldout(&m, &c, &t)) { CHECK(0, "%s", err); model_close(&m); return; }
     CHECK(passkey_init(&pk, &m.tok, &t, 1, err) == 0, "%s", err);
     Needle g = {.model = "rope", .n_lengths = 1, .lengths = {L}, .n_depths = 11, .trials = 3, .n_hay = 2, .hay = {HAY_FILLER, HAY_CORPUS}, .seed = 7};
     if (eval_needle(&m, &pk, &g, err) == 0) {
