@@ -119,7 +119,7 @@ static int matrix(Loader *L, Mat *M, const char *name, int64_t ne0, int64_t ne1,
     memset(M, 0, sizeof *M);
     if (!t) return 0;
     M->type = (int)t->type;
-    const void *data = aligned_data(L, t, t->type == GGML_F32 ? _Alignof(float) : _Alignof(BlockQ8_0));   /* F16: 2 too */
+    const void *data = aligned_data(L, t, t->type == GGML_F32 ? _Alignof(float) : _Alignof(uint16_t));   /* F16 and Q8_0: halves */
     if (t->type == GGML_F32) M->f = (float *)data;
     else M->q = data;
     return data != NULL;

@@ -12,6 +12,13 @@
 #if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
+/* the instruction sets the kernels use, as the compiler targets them */
+#if defined(__AVX2__) && defined(__FMA__)
+#define HAVE_AVX2 1
+#endif
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define HAVE_AVX512_VNNI 1
+#endif
 #include "encodings/encoding.h"
 #include "gguf.h"
 #include "ops.h"
@@ -110,7 +117,7 @@ void mat_row(float *out, const Mat *M, size_t r, int cols) {
 /* ------------------------------------------------------------------------------------------ */
 /* dot products */
 
-#if defined(__AVX2__)
+#ifdef HAVE_AVX2
 /* 8 int32 lanes that sum to w . x over one block of 32 int8 pairs. dpbusd and maddubs multiply
    unsigned by signed bytes, so they get |w| and x with the sign of w (llama.cpp's trick). |.| goes
    on the weights because a file may hold -128, whose magnitude 128 is exact as an unsigned byte;
@@ -136,7 +143,7 @@ static inline float hsum256(__m256 v) {
 float dot_q8_0(const BlockQ8_0 *w, const BlockQ8_0 *x, int nb) {
     int b = 0;
     float sum = 0;
-#if defined(__AVX2__) && defined(__FMA__)
+#ifdef HAVE_AVX2
     __m256 acc = _mm256_setzero_ps();
     for (; b < nb; b++) {
         __m256i s = block_dot_lanes(_mm256_loadu_si256((const __m256i *)w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
@@ -152,7 +159,7 @@ float dot_q8_0(const BlockQ8_0 *w, const BlockQ8_0 *x, int nb) {
     return sum;
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#ifdef HAVE_AVX512_VNNI
 #define TILE_W 4   /* weight rows per register tile; activation rows: up to 4 */
 
 /* blocks p[0] and p[1] side by side in one register; p[1] zero when it is past the row */
@@ -199,7 +206,7 @@ static inline __attribute__((always_inline)) void tile_q8_0(float *y, size_t ldy
 
 /* y[j * ldy + i] = w_i . x_j for nw weight rows and nx <= 4 activation rows */
 static void block_q8_0(float *y, size_t ldy, const BlockQ8_0 *w, const BlockQ8_0 *x, int nb, int nw, int nx) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#ifdef HAVE_AVX512_VNNI
     if (nw == TILE_W) {   /* constant row counts, so that the tile's loops unroll into registers */
         switch (nx) {
         case 1: tile_q8_0(y, ldy, w, x, nb, 1); return;
@@ -221,7 +228,7 @@ float dot_f16(const uint16_t *w, const float *x, int n) {
     for (; i + 16 <= n; i += 16)
         acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))), _mm512_loadu_ps(x + i), acc);
     sum = _mm512_reduce_add_ps(acc);
-#elif defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
+#elif defined(HAVE_AVX2) && defined(__F16C__)
     __m256 acc = _mm256_setzero_ps();
     for (; i + 8 <= n; i += 8)
         acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), acc);
