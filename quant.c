@@ -241,9 +241,10 @@ float dot_f16(const uint16_t *w, const float *x, int n) {
 /* ------------------------------------------------------------------------------------------ */
 /* the product */
 
-/* Tiles of W_TILE weight rows x X_TILE rows of x (cache blocking: the tile's rows of x stay in L2
-   while every weight row meets them), worked in blocks of 4 x 4 (register blocking) */
-enum { W_TILE = 64, X_TILE = 16, BLOCK = 4 };
+/* Tiles of W_TILE weight rows x X_TILE rows of x, the threads' unit of work (small enough to share
+   a 288-row matrix evenly at T = 1; the tile's rows stay in L1/L2 while they meet), worked in blocks
+   of 4 x 4 (register blocking) */
+enum { W_TILE = 16, X_TILE = 16, BLOCK = 4 };
 
 void linear_forward(float *y, const float *x, const Mat *W, const float *b, int T, int I, int O) {
     if (W->type == GGML_F32) {

@@ -724,7 +724,8 @@ static void test_quantize_cli_errors(void) {
     CHECK(model && len > 64, "cannot read %s", path_llama);
     if (model) write_bytes(half, model, len / 2);
     free(model);
-    write_bytes(text, "not a model\n", 12);
+    const char *prose = "This is a text file.\nIt is not a model.\n";
+    write_bytes(text, prose, strlen(prose));
     struct { const char *name, *word, *args[8]; } cases[] = {
         {"no arguments", "expected in.gguf out.gguf TYPE", {NULL}},
         {"two arguments", "expected in.gguf out.gguf TYPE", {path_llama, out, NULL}},

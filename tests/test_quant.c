@@ -390,15 +390,15 @@ static void test_quantize_layout(void) {
 }
 
 /* The zoo's RoPE model (every row a multiple of 32) as Q8_0: perplexity of held-out text within
-   0.01 bits/byte of F32 (measured: 2.6799 vs 2.6802 on 64k bytes; here 8k), and F16 within 0.001 */
+   0.01 bits/byte of F32 (measured: 2.5966 vs 2.5967 on these 8k bytes; 2.6799 vs 2.6802 on 64k) */
 static void test_zoo_rope_q8_0_perplexity(void) {
-    const char *q8 = tmp_file("rope-q8_0.gguf"), *f16 = tmp_file("rope-f16.gguf");
+    const char *q8 = tmp_file("rope-q8_0.gguf");
     char err[GGUF_ERR] = "";
-    int ok = quantize_gguf("models/zoo/rope.gguf", q8, GGML_Q8_0, -1, err) == 0 && quantize_gguf("models/zoo/rope.gguf", f16, GGML_F16, -1, err) == 0;
+    int ok = quantize_gguf("models/zoo/rope.gguf", q8, GGML_Q8_0, -1, err) == 0;
     CHECK(ok, "%s", err);
-    const char *paths[3] = {"models/zoo/rope.gguf", q8, f16};
-    double bpb[3] = {0};
-    for (int k = 0; ok && k < 3; k++) {
+    const char *paths[2] = {"models/zoo/rope.gguf", q8};
+    double bpb[2] = {0};
+    for (int k = 0; ok && k < 2; k++) {
         Model m;
         Corpus c = {0};
         Tokens t = {0};
@@ -414,12 +414,10 @@ static void test_zoo_rope_q8_0_perplexity(void) {
         model_close(&m);
     }
     if (ok) {
-        printf("     zoo rope, 8192 held-out bytes: %.4f bits/byte F32, %.4f Q8_0, %.4f F16\n", bpb[0], bpb[1], bpb[2]);
+        printf("     zoo rope, 8192 held-out bytes: %.4f bits/byte F32, %.4f Q8_0\n", bpb[0], bpb[1]);
         CHECK(fabs(bpb[1] - bpb[0]) <= 0.01, "Q8_0 %.4f bits/byte, F32 %.4f (tolerance 0.01)", bpb[1], bpb[0]);
-        CHECK(fabs(bpb[2] - bpb[0]) <= 0.001, "F16 %.4f bits/byte, F32 %.4f (tolerance 0.001)", bpb[2], bpb[0]);
     }
     unlink(q8);
-    unlink(f16);
 }
 
 void suite_quant(void) {
