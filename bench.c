@@ -1,9 +1,11 @@
 /* ./bench (make bench): speed of the runtime on this machine, for the zoo's RoPE model and for random
-   models of the llama2.c stories15M and stories110M shapes: prefill tokens/s (256 and 4096-token
-   prompts), decode tokens/s from an empty cache and after 4096 tokens, the time of a 32768-token
-   prefill (zoo model), and peak RSS at -ctx 32768 and 131072, and at 131072 with -kv f16 (each in a
-   child process that fills 32768 slots). Each figure is the median of -runs runs; "spread" is (max - min) / median, the
-   machine's noise. Prints a markdown table. Not a test: nothing here passes or fails. */
+   models of the llama2.c stories15M and stories110M shapes, in F32 and as Q8_0 (quantize_gguf):
+   prefill tokens/s (256 and 4096-token prompts), decode tokens/s from an empty cache and after 4096
+   tokens, the time of a 32768-token prefill (zoo model), and peak RSS at -ctx 32768 and 131072, and
+   at 131072 with -kv f16 (each in a child process that fills 32768 slots). Each figure is the median
+   of -runs runs; "spread" is (max - min) / median, the machine's noise. Prints a markdown table. Not
+   a test: nothing here passes or fails. -quick: the 256-token prefill and empty-cache decode only, a
+   smoke run. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +20,19 @@
 typedef struct {
     const char *name, *path;
     int dim, layers, heads, hidden, vocab;   /* for the random models (dim 0: a file) */
+    const char *q8_0_of;                     /* the file this one is the Q8_0 copy of */
 } Shape;
 
 static const Shape SHAPES[] = {
-    {"zoo rope (0.84M)", "models/zoo/rope.gguf", 0, 0, 0, 0, 0},
-    {"stories15M shape", "/tmp/pelab-bench-15M.gguf", 288, 6, 6, 768, 32000},
-    {"stories110M shape", "/tmp/pelab-bench-110M.gguf", 768, 12, 12, 2048, 32000},
+    {"zoo rope (0.84M)", "models/zoo/rope.gguf", 0, 0, 0, 0, 0, NULL},
+    {"stories15M shape", "/tmp/pelab-bench-15M.gguf", 288, 6, 6, 768, 32000, NULL},
+    {"stories15M shape, Q8_0", "/tmp/pelab-bench-15M-q8_0.gguf", 0, 0, 0, 0, 0, "/tmp/pelab-bench-15M.gguf"},
+    {"stories110M shape", "/tmp/pelab-bench-110M.gguf", 768, 12, 12, 2048, 32000, NULL},
+    {"stories110M shape, Q8_0", "/tmp/pelab-bench-110M-q8_0.gguf", 0, 0, 0, 0, 0, "/tmp/pelab-bench-110M.gguf"},
 };
 enum { N_SHAPES = sizeof SHAPES / sizeof SHAPES[0], DECODE_STEPS = 64, LONG = 32768 };
 
-static int runs = 5, threads = 2;
+static int runs = 5, threads = 2, quick = 0;
 
 /* a random-weight pelab model of the shape (GPT-2 initialisation, RoPE, tied output), written once */
 static void write_random(const Shape *s) {
@@ -44,6 +49,11 @@ static void write_random(const Shape *s) {
     char err[GGUF_ERR];
     if (trainmodel_init(&tm, &c, &pe, 1, 0.02, 0.02, err) || trainmodel_save(&tm, s->path, NULL, 0, NULL, NULL, err)) die("%s", err);
     trainmodel_free(&tm);
+}
+
+static void write_q8_0(const Shape *s) {
+    char err[GGUF_ERR];
+    if (access(s->path, R_OK) && quantize_gguf(s->q8_0_of, s->path, GGML_Q8_0, -1, err)) die("%s", err);
 }
 
 static void open_at(Model *m, const char *path, int ctx, KvType kv) {
@@ -126,9 +136,11 @@ int main(int argc, char **argv) {
     }
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h")) {
-            printf("usage: ./bench [-runs N] [-th N]   (make bench; defaults 5 runs, 2 threads)\n");
+            printf("usage: ./bench [-runs N] [-th N] [-quick]   (make bench; defaults 5 runs, 2 threads; -quick: a smoke run,\n"
+                   "       256-token prefill and empty-cache decode only)\n");
             return 0;
         }
+        if (!strcmp(argv[i], "-quick")) { quick = 1; continue; }
         if (i + 1 >= argc) die("flag %s needs a value", argv[i]);
         if (!strcmp(argv[i], "-runs")) runs = (int)parse_int(argv[i], argv[i + 1], 1, 32);
         else if (!strcmp(argv[i], "-th")) threads = (int)parse_int(argv[i], argv[i + 1], 1, 1024);
@@ -143,6 +155,7 @@ int main(int argc, char **argv) {
            "|---|---|---|---|---|---|\n");
     for (int s = 0; s < N_SHAPES; s++) {
         if (SHAPES[s].dim) write_random(&SHAPES[s]);
+        if (SHAPES[s].q8_0_of) write_q8_0(&SHAPES[s]);
         Model m;
         open_at(&m, SHAPES[s].path, 4096 + DECODE_STEPS, KV_F32);
         size_t params = 0;
@@ -153,14 +166,17 @@ int main(int argc, char **argv) {
         int *ids = random_tokens(4096 + DECODE_STEPS, m.c.vocab_size);
         printf("| %s | %.2fM |", SHAPES[s].name, params / 1e6);
         cell(throughput(&m, ids, 256, 0));
-        cell(throughput(&m, ids, 4096, 0));
+        if (quick) printf(" - |");
+        else cell(throughput(&m, ids, 4096, 0));
         cell(throughput(&m, ids, 0, DECODE_STEPS));
-        cell(throughput(&m, ids, 4096, DECODE_STEPS));
+        if (quick) printf(" - |");
+        else cell(throughput(&m, ids, 4096, DECODE_STEPS));
         printf("\n");
         fflush(stdout);
         free(ids);
         model_close(&m);
     }
+    if (quick) return 0;
     /* the zoo model at long context */
     Model m;
     open_at(&m, SHAPES[0].path, LONG, KV_F32);

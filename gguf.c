@@ -365,6 +365,25 @@ void gguf_w_array(GgufWriter *w, const char *key, uint32_t elem_type, const void
     put(w, elems, n * gguf_type_size(elem_type));
 }
 
+/* bytes of a validated value: a scalar, a string (length + bytes), or an array's elements */
+static uint64_t value_bytes(uint32_t type, const uint8_t *val, uint64_t n) {
+    uint64_t total = 0, len;
+    if (type != GGUF_STRING) return n * gguf_type_size(type);
+    for (uint64_t i = 0; i < n; i++) { memcpy(&len, val + total, 8); total += 8 + len; }
+    return total;
+}
+
+void gguf_w_kv(GgufWriter *w, const GgufKV *kv) {
+    put_u64(w, kv->key.len);
+    put(w, kv->key.ptr, kv->key.len);
+    put_u32(w, kv->type);
+    w->n_kv++;
+    if (kv->type != GGUF_ARRAY) { put(w, kv->val, value_bytes(kv->type, kv->val, 1)); return; }
+    put_u32(w, kv->arr_type);
+    put_u64(w, kv->arr_n);
+    put(w, kv->val, value_bytes(kv->arr_type, kv->val, kv->arr_n));
+}
+
 void gguf_w_str_array(GgufWriter *w, const char *key, const char *const *strs, uint64_t n) {
     put_key(w, key, GGUF_ARRAY);
     put_u32(w, GGUF_STRING);

@@ -86,6 +86,8 @@ void gguf_w_f32(GgufWriter *w, const char *key, float val);
 void gguf_w_bool(GgufWriter *w, const char *key, int val);
 void gguf_w_array(GgufWriter *w, const char *key, uint32_t elem_type, const void *elems, uint64_t n); /* not strings */
 void gguf_w_str_array(GgufWriter *w, const char *key, const char *const *strs, uint64_t n);
+/* a key-value pair of a file being read, copied as it is (any type) */
+void gguf_w_kv(GgufWriter *w, const GgufKV *kv);
 /* data is not copied: it must stay valid until gguf_w_write. */
 void gguf_w_tensor(GgufWriter *w, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type, const void *data);
 int gguf_w_write(const GgufWriter *w, const char *path, char *err);

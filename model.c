@@ -70,17 +70,17 @@ static int meta_choice(Loader *L, const char *suffix, const char *const *choices
     return def;
 }
 
-static float *own_f32(Model *m, size_t n) {
-    float *p = malloc(n * sizeof *p);
-    float **list = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *list);
+static void *own(Model *m, size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    void **list = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *list);
     if (!p || !list) { free(p); if (list) m->owned = list; return NULL; }
     m->owned = list;
     m->owned[m->n_owned++] = p;
     return p;
 }
 
-/* A tensor of shape [ne1][ne0] (ne1 = 0: one-dimensional), as F32. Missing: NULL, an error if required. */
-static float *tensor(Loader *L, const char *name, int64_t ne0, int64_t ne1, int required) {
+/* The tensor `name` if it has shape [ne1][ne0] (ne1 = 0: one-dimensional). Missing: NULL, an error if required. */
+static const GgufTensor *shaped_tensor(Loader *L, const char *name, int64_t ne0, int64_t ne1, int required) {
     const GgufTensor *t = gguf_tensor(&L->m->gguf, name);
     if (!t) {
         if (required) load_fail(L, "missing tensor '%s'%s", name, "");
@@ -96,23 +96,47 @@ static float *tensor(Loader *L, const char *name, int64_t ne0, int64_t ne1, int 
         load_fail(L, msg, name, want);
         return NULL;
     }
-    size_t n = (size_t)ne0 * (size_t)want1;
-    if (t->type == GGML_F32 && (uintptr_t)t->data % _Alignof(float) == 0) return (float *)t->data;   /* read-only map: never written */
-    if (t->type == GGML_F32) {   /* a file with general.alignment < 4: copy to aligned memory */
-        float *out = own_f32(L->m, n);
-        if (!out) { load_fail(L, "out of memory copying '%s'%s", name, ""); return NULL; }
-        memcpy(out, t->data, n * sizeof(float));
-        return out;
+    return t;
+}
+
+/* t's data where reads of its type are aligned: in the read-only map (never written), or, for a
+   file with general.alignment below the type's, an aligned copy */
+static const void *aligned_data(Loader *L, const GgufTensor *t, size_t align) {
+    if ((uintptr_t)t->data % align == 0) return t->data;
+    void *copy = own(L->m, t->nbytes);
+    if (!copy) {
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        load_fail(L, "out of memory copying '%s'%s", name, "");
+        return NULL;
     }
-    if (t->type == GGML_F16) {
-        float *out = own_f32(L->m, n);
-        if (!out) { load_fail(L, "out of memory converting '%s'%s", name, ""); return NULL; }
-        const uint8_t *src = t->data;
-        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, src + 2 * i, 2); out[i] = f16_to_f32(h); }
-        return out;
-    }
-    load_fail(L, "tensor '%s': type %s is not supported by this build (F32 and F16 are)", name, t->type == GGML_Q8_0 ? "Q8_0" : "?");
-    return NULL;
+    memcpy(copy, t->data, t->nbytes);
+    return copy;
+}
+
+/* A weight matrix [ne1][ne0], used as stored (F32, F16 or Q8_0) by linear_forward. 1 if found. */
+static int matrix(Loader *L, Mat *M, const char *name, int64_t ne0, int64_t ne1, int required) {
+    const GgufTensor *t = shaped_tensor(L, name, ne0, ne1, required);
+    memset(M, 0, sizeof *M);
+    if (!t) return 0;
+    M->type = (int)t->type;
+    const void *data = aligned_data(L, t, t->type == GGML_F32 ? _Alignof(float) : _Alignof(uint16_t));   /* F16 and Q8_0: halves */
+    if (t->type == GGML_F32) M->f = (float *)data;
+    else M->q = data;
+    return data != NULL;
+}
+
+/* Any other tensor (norms, biases, position and bias tables: small, or read a row at a time), as
+   F32: in place, or converted from F16 / Q8_0 at load. */
+static float *tensor(Loader *L, const char *name, int64_t ne0, int64_t ne1, int required) {
+    const GgufTensor *t = shaped_tensor(L, name, ne0, ne1, required);
+    if (!t) return NULL;
+    if (t->type == GGML_F32) return (float *)aligned_data(L, t, _Alignof(float));
+    size_t n = (size_t)ne0 * (size_t)(ne1 ? ne1 : 1);
+    float *out = own(L->m, n * sizeof *out);
+    if (!out) { load_fail(L, "out of memory converting '%s'%s", name, ""); return NULL; }
+    dequantize_row(out, t->data, (int)t->type, n);
+    return out;
 }
 
 /* rope.scaling.type (llama.cpp: missing means "linear", which with no factor means no scaling) */
@@ -227,7 +251,7 @@ static int load_weights(Loader *L) {
     int D = c->dim, H = c->hidden_dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     int layer_norm = c->norm == NORM_LAYER, bias = c->linear_bias;
     char n[96];
-    w->tok_embd = tensor(L, "token_embd.weight", D, c->vocab_size, 1);
+    matrix(L, &w->tok_embd, "token_embd.weight", D, c->vocab_size, 1);
     if (c->embd_norm) {
         w->embd_norm = tensor(L, "token_embd_norm.weight", D, 0, 1);
         w->embd_norm_b = tensor(L, "token_embd_norm.bias", D, 0, 1);
@@ -245,43 +269,49 @@ static int load_weights(Loader *L) {
     for (int l = 0; l < c->n_layers && !L->failed; l++) {
         LayerWeights *lw = &w->layers[l];
 #define T1(field, suffix, ne0, need) (snprintf(n, sizeof n, "blk.%d.%s", l, suffix), lw->field = tensor(L, n, ne0, 0, need))
-#define T2(field, suffix, ne0, ne1, need) (snprintf(n, sizeof n, "blk.%d.%s", l, suffix), lw->field = tensor(L, n, ne0, ne1, need))
+#define M2(field, suffix, ne0, ne1) (snprintf(n, sizeof n, "blk.%d.%s", l, suffix), matrix(L, &lw->field, n, ne0, ne1, 1))
         T1(attn_norm, "attn_norm.weight", D, 1);
         T1(attn_norm_b, "attn_norm.bias", D, layer_norm);
         snprintf(n, sizeof n, "blk.%d.attn_qkv.weight", l);
         if (gguf_tensor(&m->gguf, n)) {   /* fused [Q | K | V] rows (gpt2, bloom): split into views */
-            float *wqkv = tensor(L, n, D, qd + 2 * kvd, 1), *bqkv = NULL;
+            Mat wqkv;
+            if (matrix(L, &wqkv, n, D, qd + 2 * kvd, 1)) {
+                lw->wq = wqkv;
+                lw->wk = mat_rows(wqkv, (size_t)qd, D);
+                lw->wv = mat_rows(wqkv, (size_t)qd + kvd, D);
+            }
             snprintf(n, sizeof n, "blk.%d.attn_qkv.bias", l);
-            bqkv = tensor(L, n, qd + 2 * kvd, 0, bias);
-            if (wqkv) { lw->wq = wqkv; lw->wk = wqkv + (size_t)qd * D; lw->wv = wqkv + (size_t)(qd + kvd) * D; }
+            float *bqkv = tensor(L, n, qd + 2 * kvd, 0, bias);
             if (bqkv) { lw->bq = bqkv; lw->bk = bqkv + qd; lw->bv = bqkv + qd + kvd; }
         } else {
-            T2(wq, "attn_q.weight", D, qd, 1);
-            T2(wk, "attn_k.weight", D, kvd, 1);
-            T2(wv, "attn_v.weight", D, kvd, 1);
+            M2(wq, "attn_q.weight", D, qd);
+            M2(wk, "attn_k.weight", D, kvd);
+            M2(wv, "attn_v.weight", D, kvd);
             T1(bq, "attn_q.bias", qd, bias);
             T1(bk, "attn_k.bias", kvd, bias);
             T1(bv, "attn_v.bias", kvd, bias);
         }
-        T2(wo, "attn_output.weight", qd, D, 1);
+        M2(wo, "attn_output.weight", qd, D);
         T1(bo, "attn_output.bias", D, bias);
         T1(ffn_norm, "ffn_norm.weight", D, 1);
         T1(ffn_norm_b, "ffn_norm.bias", D, layer_norm);
         if (c->mlp == MLP_SWIGLU) {
-            T2(w_gate, "ffn_gate.weight", D, H, 1);
+            M2(w_gate, "ffn_gate.weight", D, H);
             T1(b_gate, "ffn_gate.bias", H, bias);
         }
-        T2(w_up, "ffn_up.weight", D, H, 1);
+        M2(w_up, "ffn_up.weight", D, H);
         T1(b_up, "ffn_up.bias", H, bias);
-        T2(w_down, "ffn_down.weight", H, D, 1);
+        M2(w_down, "ffn_down.weight", H, D);
         T1(b_down, "ffn_down.bias", D, bias);
 #undef T1
-#undef T2
+#undef M2
     }
     w->out_norm = tensor(L, "output_norm.weight", D, 0, 1);
     w->out_norm_b = tensor(L, "output_norm.bias", D, 0, layer_norm);
-    w->output = tensor(L, "output.weight", D, c->vocab_size, 0);
-    if (!w->output && !L->failed) { w->output = w->tok_embd; c->tied_output = 1; }   /* as llama.cpp: no output.weight = tied */
+    if (!matrix(L, &w->output, "output.weight", D, c->vocab_size, 0) && !L->failed) {   /* as llama.cpp: no output.weight = tied */
+        w->output = w->tok_embd;
+        c->tied_output = 1;
+    }
     return L->failed ? -1 : 0;
 }
 
@@ -448,7 +478,7 @@ void transformer_forward(const Config *c, const Weights *w, const Encoding *e, K
     int layer_norm = c->norm == NORM_LAYER;
     float *x0 = s->layer[0].x;
     for (int t = 0; t < T; t++) {
-        memcpy(x0 + (size_t)t * D, w->tok_embd + (size_t)tokens[t] * D, D * sizeof(float));
+        mat_row(x0 + (size_t)t * D, &w->tok_embd, (size_t)tokens[t], D);
         if (e->ops->add_input) e->ops->add_input(e, x0 + (size_t)t * D, pos0 + t);
         kv->pos[slot0 + t] = pos0 + t;
     }
@@ -462,27 +492,27 @@ void transformer_forward(const Config *c, const Weights *w, const Encoding *e, K
         float *x_next = l + 1 < c->n_layers ? s->layer[l + 1].x : s->x_out;
         /* attention block */
         norm_forward(a->xn, layer_norm ? a->mean : NULL, a->rstd, a->x, lw->attn_norm, lw->attn_norm_b, T, D, c->norm_eps);
-        matmul_forward(a->q, a->xn, lw->wq, lw->bq, T, D, qd);
-        matmul_forward(a->k, a->xn, lw->wk, lw->bk, T, D, kvd);
-        matmul_forward(a->v, a->xn, lw->wv, lw->bv, T, D, kvd);
+        linear_forward(a->q, a->xn, &lw->wq, lw->bq, T, D, qd);
+        linear_forward(a->k, a->xn, &lw->wk, lw->bk, T, D, kvd);
+        linear_forward(a->v, a->xn, &lw->wv, lw->bv, T, D, kvd);
         if (e->ops->rotate)
             for (int t = 0; t < T; t++)
                 e->ops->rotate(e, pos0 + t, a->q + (size_t)t * qd, c->n_heads, a->k + (size_t)t * kvd, c->n_kv_heads);
         kv_store(kv, l, slot0, a->k, a->v, T);
         attention_forward(a->att, a->lse, a->q, kv_row(kv, kv->k, l, 0), kv_row(kv, kv->v, l, 0), kv->type == KV_F16, kv->pos,
                           slot0 + T, pos0, T, c->n_heads, c->n_kv_heads, c->head_dim, e);
-        matmul_forward(s->proj, a->att, lw->wo, lw->bo, T, qd, D);
+        linear_forward(s->proj, a->att, &lw->wo, lw->bo, T, qd, D);
         add_rows(a->x_mid, a->x, s->proj, (size_t)T * D);
         /* MLP block */
         norm_forward(a->xn2, layer_norm ? a->mean2 : NULL, a->rstd2, a->x_mid, lw->ffn_norm, lw->ffn_norm_b, T, D, c->norm_eps);
-        matmul_forward(a->up, a->xn2, lw->w_up, lw->b_up, T, D, H);
+        linear_forward(a->up, a->xn2, &lw->w_up, lw->b_up, T, D, H);
         if (c->mlp == MLP_SWIGLU) {
-            matmul_forward(a->gate, a->xn2, lw->w_gate, lw->b_gate, T, D, H);
+            linear_forward(a->gate, a->xn2, &lw->w_gate, lw->b_gate, T, D, H);
             swiglu_forward(a->h, a->gate, a->up, (long)T * H);
         } else {
             gelu_forward(a->h, a->up, (long)T * H);
         }
-        matmul_forward(s->proj, a->h, lw->w_down, lw->b_down, T, H, D);
+        linear_forward(s->proj, a->h, &lw->w_down, lw->b_down, T, H, D);
         add_rows(x_next, a->x_mid, s->proj, (size_t)T * D);
     }
     kv->n_used += T;
@@ -490,7 +520,7 @@ void transformer_forward(const Config *c, const Weights *w, const Encoding *e, K
     int first = all_rows ? 0 : T - 1;
     norm_forward(s->xn_out, layer_norm ? s->mean_out : NULL, s->rstd_out, s->x_out + (size_t)first * D, w->out_norm, w->out_norm_b,
                  T - first, D, c->norm_eps);
-    matmul_forward(logits, s->xn_out, w->output, NULL, T - first, D, c->vocab_size);
+    linear_forward(logits, s->xn_out, &w->output, NULL, T - first, D, c->vocab_size);
 }
 
 size_t runstate_backward_floats(const Config *c, int T) {
@@ -507,41 +537,41 @@ void transformer_backward(const Config *c, const Weights *w, const Encoding *e, 
           *dv = dk + (size_t)T * kvd, *dh = dv + (size_t)T * kvd, *dup = dh + nH, *dgate = dup + nH;
     memset(scratch, 0, runstate_backward_floats(c, T) * sizeof(float));
     /* logits = norm(x_out) W_out^T */
-    matmul_backward(dxn, g->output, NULL, dlogits, s->xn_out, w->output, T, D, c->vocab_size);
+    matmul_backward(dxn, g->output.f, NULL, dlogits, s->xn_out, w->output.f, T, D, c->vocab_size);
     norm_backward(dx, g->out_norm, g->out_norm_b, dxn, s->x_out, layer_norm ? s->mean_out : NULL, s->rstd_out, w->out_norm, T, D);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const LayerWeights *lw = &w->layers[l], *lg = &g->layers[l];
         const LayerActs *a = &s->layer[l];
         /* MLP block: x_next = x_mid + h W_down^T; dx flows through the residual unchanged */
         memset(dh, 0, (size_t)3 * nH * sizeof(float));
-        matmul_backward(dh, lg->w_down, lg->b_down, dx, a->h, lw->w_down, T, H, D);
+        matmul_backward(dh, lg->w_down.f, lg->b_down, dx, a->h, lw->w_down.f, T, H, D);
         if (c->mlp == MLP_SWIGLU) {
             swiglu_backward(dgate, dup, dh, a->gate, a->up, (long)nH);
             memset(dxn, 0, nD * sizeof(float));
-            matmul_backward(dxn, lg->w_gate, lg->b_gate, dgate, a->xn2, lw->w_gate, T, D, H);
+            matmul_backward(dxn, lg->w_gate.f, lg->b_gate, dgate, a->xn2, lw->w_gate.f, T, D, H);
         } else {
             gelu_backward(dup, dh, a->up, (long)nH);
             memset(dxn, 0, nD * sizeof(float));
         }
-        matmul_backward(dxn, lg->w_up, lg->b_up, dup, a->xn2, lw->w_up, T, D, H);
+        matmul_backward(dxn, lg->w_up.f, lg->b_up, dup, a->xn2, lw->w_up.f, T, D, H);
         norm_backward(dx, lg->ffn_norm, lg->ffn_norm_b, dxn, a->x_mid, layer_norm ? a->mean2 : NULL, a->rstd2, lw->ffn_norm, T, D);
         /* attention block: x_mid = x + att W_o^T */
         memset(datt, 0, ((size_t)2 * T * qd + (size_t)2 * T * kvd) * sizeof(float));
-        matmul_backward(datt, lg->wo, lg->bo, dx, a->att, lw->wo, T, qd, D);
+        matmul_backward(datt, lg->wo.f, lg->bo, dx, a->att, lw->wo.f, T, qd, D);
         attention_backward(dq, dk, dv, g->rel_bias, datt, a->att, a->lse, a->q, a->k, a->v, kv->pos, T, pos0, T, c->n_heads,
                            c->n_kv_heads, c->head_dim, e);
         if (e->ops->rotate)   /* the adjoint of a rotation at p is the rotation at -p */
             for (int t = 0; t < T; t++)
                 e->ops->rotate(e, -(pos0 + t), dq + (size_t)t * qd, c->n_heads, dk + (size_t)t * kvd, c->n_kv_heads);
         memset(dxn, 0, nD * sizeof(float));
-        matmul_backward(dxn, lg->wq, lg->bq, dq, a->xn, lw->wq, T, D, qd);
-        matmul_backward(dxn, lg->wk, lg->bk, dk, a->xn, lw->wk, T, D, kvd);
-        matmul_backward(dxn, lg->wv, lg->bv, dv, a->xn, lw->wv, T, D, kvd);
+        matmul_backward(dxn, lg->wq.f, lg->bq, dq, a->xn, lw->wq.f, T, D, qd);
+        matmul_backward(dxn, lg->wk.f, lg->bk, dk, a->xn, lw->wk.f, T, D, kvd);
+        matmul_backward(dxn, lg->wv.f, lg->bv, dv, a->xn, lw->wv.f, T, D, kvd);
         norm_backward(dx, lg->attn_norm, lg->attn_norm_b, dxn, a->x, layer_norm ? a->mean : NULL, a->rstd, lw->attn_norm, T, D);
     }
     /* x0 = tok_embd[token] + the encoding's input vector (no embedding norm in trainable models) */
     for (int t = 0; t < T; t++) {
-        float *row = g->tok_embd + (size_t)tokens[t] * D;
+        float *row = g->tok_embd.f + (size_t)tokens[t] * D;
         for (int i = 0; i < D; i++) row[i] += dx[(size_t)t * D + i];
         if (e->ops->input_grad) e->ops->input_grad(e, dx + (size_t)t * D, pos0 + t, g->pos_embd);
     }

@@ -4,6 +4,7 @@
 #ifndef MODEL_H
 #define MODEL_H
 #include "gguf.h"
+#include "quant.h"
 #include "encodings/encoding.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,23 +32,27 @@ typedef struct {
 } Config;
 
 /* Weight pointers (or, in the trainer, gradient pointers with the same layout). The runtime
-   never writes through them: they may point into the read-only mapped file. */
+   never writes through them: they may point into the read-only mapped file. The matrices (Mat)
+   are used as the file stores them, F32, F16 or Q8_0; everything else is F32 (small tensors in
+   other types are converted at load). The trainer's weights and gradients are all F32. */
 typedef struct {
     float *attn_norm, *attn_norm_b;
-    float *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;   /* [out][in]; fused QKV files are split views */
+    Mat wq, wk, wv, wo;              /* [out][in]; fused QKV files are split views */
+    float *bq, *bk, *bv, *bo;
     float *ffn_norm, *ffn_norm_b;
-    float *w_gate, *w_up, *w_down, *b_gate, *b_up, *b_down;
+    Mat w_gate, w_up, w_down;
+    float *b_gate, *b_up, *b_down;
 } LayerWeights;
 
 typedef struct {
-    float *tok_embd;                 /* [vocab][dim] */
+    Mat tok_embd;                    /* [vocab][dim] */
     float *embd_norm, *embd_norm_b;
     float *pos_embd; int pos_rows;   /* learned positions [pos_rows][dim] */
     float *rope_freqs;               /* per-pair divisors [n_rot/2] */
     float *rel_bias;                 /* T5 buckets [n_buckets][n_heads] */
     LayerWeights layers[MAX_LAYERS];
     float *out_norm, *out_norm_b;
-    float *output;                   /* [vocab][dim] */
+    Mat output;                      /* [vocab][dim]; tied: tok_embd */
 } Weights;
 
 /* How cached keys and values are stored (-kv): float, or IEEE half (half the memory). */
@@ -96,7 +101,7 @@ typedef struct {
     Tokenizer tok;
     int has_tok;
     char tok_err[GGUF_ERR];       /* why there is no tokenizer, for modes that need one */
-    float **owned; int n_owned;   /* F16 tensors converted to F32 at load */
+    void **owned; int n_owned;    /* tensors converted to F32 or copied to aligned memory at load */
 } Model;
 
 int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, char *err);

@@ -40,7 +40,7 @@ static size_t layout(TrainModel *tm, float *base, Weights *w, int record) {
     int ln = c->norm == NORM_LAYER, bias = c->linear_bias;
     char n[96];
     memset(w, 0, sizeof *w);
-    w->tok_embd = take(&L, "token_embd.weight", D, c->vocab_size, 1);
+    w->tok_embd.f = take(&L, "token_embd.weight", D, c->vocab_size, 1);
     if (!strcmp(tm->pe.set.method, "learned")) {
         w->pos_embd = take(&L, "position_embd.weight", D, c->train_ctx, 1);
         w->pos_rows = c->train_ctx;
@@ -51,25 +51,25 @@ static size_t layout(TrainModel *tm, float *base, Weights *w, int record) {
 #define T(field, suffix, ne0, ne1, decay) (snprintf(n, sizeof n, "blk.%d.%s", l, suffix), lw->field = take(&L, n, ne0, ne1, decay))
         T(attn_norm, "attn_norm.weight", D, 0, 0);
         if (ln) T(attn_norm_b, "attn_norm.bias", D, 0, 0);
-        T(wq, "attn_q.weight", D, qd, 1);
-        T(wk, "attn_k.weight", D, kvd, 1);
-        T(wv, "attn_v.weight", D, kvd, 1);
-        T(wo, "attn_output.weight", qd, D, 1);
+        T(wq.f, "attn_q.weight", D, qd, 1);
+        T(wk.f, "attn_k.weight", D, kvd, 1);
+        T(wv.f, "attn_v.weight", D, kvd, 1);
+        T(wo.f, "attn_output.weight", qd, D, 1);
         if (bias) { T(bq, "attn_q.bias", qd, 0, 0); T(bk, "attn_k.bias", kvd, 0, 0); T(bv, "attn_v.bias", kvd, 0, 0); T(bo, "attn_output.bias", D, 0, 0); }
         T(ffn_norm, "ffn_norm.weight", D, 0, 0);
         if (ln) T(ffn_norm_b, "ffn_norm.bias", D, 0, 0);
         if (c->mlp == MLP_SWIGLU) {
-            T(w_gate, "ffn_gate.weight", D, H, 1);
+            T(w_gate.f, "ffn_gate.weight", D, H, 1);
             if (bias) T(b_gate, "ffn_gate.bias", H, 0, 0);
         }
-        T(w_up, "ffn_up.weight", D, H, 1);
-        T(w_down, "ffn_down.weight", H, D, 1);
+        T(w_up.f, "ffn_up.weight", D, H, 1);
+        T(w_down.f, "ffn_down.weight", H, D, 1);
         if (bias) { T(b_up, "ffn_up.bias", H, 0, 0); T(b_down, "ffn_down.bias", D, 0, 0); }
 #undef T
     }
     w->out_norm = take(&L, "output_norm.weight", D, 0, 0);
     if (ln) w->out_norm_b = take(&L, "output_norm.bias", D, 0, 0);
-    w->output = c->tied_output ? w->tok_embd : take(&L, "output.weight", D, c->vocab_size, 1);
+    w->output = c->tied_output ? w->tok_embd : (Mat){.f = take(&L, "output.weight", D, c->vocab_size, 1)};
     return L.off;
 }
 

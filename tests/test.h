@@ -9,6 +9,7 @@ extern int test_current_failed;
 extern const char *test_fixtures_dir;   /* ../shared/fixtures/llamacpp or $FIXTURES */
 extern const char *test_run_binary;     /* the ./run under test ($RUN_BINARY) */
 extern const char *test_study_binary;   /* the ./study under test ($STUDY_BINARY) */
+extern const char *test_quantize_binary; /* the ./quantize under test ($QUANTIZE_BINARY) */
 extern const char *test_tmp_dir;        /* a scratch directory for files tests write */
 void test_record(const char *name, int failed);
 

@@ -28,6 +28,7 @@
 /* running the binary */
 
 typedef struct {
+    const char *prog;         /* the binary run */
     int started;              /* fork and exec worked */
     int exited, status;       /* WIFEXITED, WEXITSTATUS */
     int signaled, sig;        /* WIFSIGNALED, WTERMSIG */
@@ -67,17 +68,18 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Runs test_run_binary with args (NULL-terminated, not counting argv[0]). */
-static Proc run_cli(const char *const *args) {
+/* Runs the program prog with args (NULL-terminated, not counting argv[0]). */
+static Proc run_prog(const char *prog, const char *const *args) {
     Proc p;
     memset(&p, 0, sizeof p);
+    p.prog = prog;
     char out_path[600], err_path[600];
     int id = seq++;
     snprintf(out_path, sizeof out_path, "%s/cli-%ld-%d.out", test_tmp_dir, (long)getpid(), id);
     snprintf(err_path, sizeof err_path, "%s/cli-%ld-%d.err", test_tmp_dir, (long)getpid(), id);
     char *argv[MAX_ARGS + 2];
     int argc = 0;
-    argv[argc++] = (char *)test_run_binary;
+    argv[argc++] = (char *)prog;
     for (int i = 0; args[i] && argc < MAX_ARGS + 1; i++) argv[argc++] = (char *)args[i];
     argv[argc] = NULL;
 
@@ -95,7 +97,7 @@ static Proc run_cli(const char *const *args) {
         dup2(fo, 1);
         dup2(fe, 2);
         close(fi); close(fo); close(fe);
-        execv(test_run_binary, argv);
+        execv(prog, argv);
         static const char msg[] = "test_cli: execv failed\n";
         ssize_t w = write(2, msg, sizeof msg - 1);
         (void)w;
@@ -133,6 +135,8 @@ static Proc run_cli(const char *const *args) {
     return p;
 }
 
+static Proc run_cli(const char *const *args) { return run_prog(test_run_binary, args); }
+
 static void proc_free(Proc *p) {
     free(p->out);
     free(p->err);
@@ -143,7 +147,7 @@ static void proc_free(Proc *p) {
 static const char *describe(const Proc *p) {
     static char buf[900];
     int n;
-    if (!p->started) n = snprintf(buf, sizeof buf, "could not run %s", test_run_binary);
+    if (!p->started) n = snprintf(buf, sizeof buf, "could not run %s", p->prog);
     else if (p->timed_out) n = snprintf(buf, sizeof buf, "timed out after %.0f s", CLI_TIMEOUT_S);
     else if (p->signaled) n = snprintf(buf, sizeof buf, "killed by signal %d", p->sig);
     else n = snprintf(buf, sizeof buf, "exit %d", p->status);
@@ -167,8 +171,8 @@ static int one_error_line(const Proc *p) {
 }
 
 /* The case must end in a clean error whose message contains `word`, with nothing on stdout. */
-static void expect_error_argv(const char *name, const char *word, const char *const *args) {
-    Proc p = run_cli(args);
+static void expect_prog_error(const char *prog, const char *name, const char *word, const char *const *args) {
+    Proc p = run_prog(prog, args);
     int normal_exit = p.started && !p.timed_out && p.exited;
     CHECK(normal_exit, "[%s] should exit normally with an error: %s", name, describe(&p));
     CHECK(!normal_exit || p.status != 0, "[%s] bad input accepted (exit 0): %s", name, describe(&p));
@@ -176,6 +180,10 @@ static void expect_error_argv(const char *name, const char *word, const char *co
     CHECK(strstr(p.err, word) != NULL, "[%s] the error should mention '%s': %s", name, word, describe(&p));
     CHECK(p.out_len == 0, "[%s] an error before any output should print nothing on stdout, got %zu bytes", name, p.out_len);
     proc_free(&p);
+}
+
+static void expect_error_argv(const char *name, const char *word, const char *const *args) {
+    expect_prog_error(test_run_binary, name, word, args);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -732,6 +740,75 @@ static void test_cli_context_full(void) {
     proc_free(&p);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* ./quantize ($QUANTIZE_BINARY) */
+
+static void test_quantize_cli_errors(void) {
+    CHECK(access(test_quantize_binary, X_OK) == 0, "QUANTIZE_BINARY %s is not an executable file", test_quantize_binary);
+    char out[600], half[600], text[600], missing[600];
+    long pid = (long)getpid();
+    snprintf(out, sizeof out, "%s/cli-%ld-quantized.gguf", test_tmp_dir, pid);
+    snprintf(half, sizeof half, "%s/cli-%ld-qhalf.gguf", test_tmp_dir, pid);
+    snprintf(text, sizeof text, "%s/cli-%ld-qtext.gguf", test_tmp_dir, pid);
+    snprintf(missing, sizeof missing, "%s/cli-%ld-qmissing.gguf", test_tmp_dir, pid);
+    size_t len;
+    char *model = read_file_all(path_llama, &len);
+    CHECK(model && len > 64, "cannot read %s", path_llama);
+    if (model) write_bytes(half, model, len / 2);
+    free(model);
+    const char *prose = "This is a text file.\nIt is not a model.\n";
+    write_bytes(text, prose, strlen(prose));
+    struct { const char *name, *word, *args[8]; } cases[] = {
+        {"no arguments", "expected in.gguf out.gguf TYPE", {NULL}},
+        {"two arguments", "expected in.gguf out.gguf TYPE", {path_llama, out, NULL}},
+        {"missing input file", "No such file", {missing, out, "q8_0", NULL}},
+        {"truncated input", "past the end", {half, out, "q8_0", NULL}},
+        {"text file as input", "not a GGUF", {text, out, "f16", NULL}},
+        {"unknown type q4_0", "unknown type 'q4_0'", {path_llama, out, "q4_0", NULL}},
+        {"172-wide rows as q8_0", "not a multiple of 32", {path_llama, out, "q8_0", NULL}},
+        {"unknown flag", "unknown flag -z", {path_llama, out, "q8_0", "-z", "f16", NULL}},
+        {"-fallback q8_0", "-fallback", {path_llama, out, "q8_0", "-fallback", "q8_0", NULL}},
+        {"-fallback with f16", "-fallback applies to q8_0", {path_llama, out, "f16", "-fallback", "f32", NULL}},
+        {"-fallback bogus", "unknown -fallback type 'bogus'", {path_llama, out, "q8_0", "-fallback", "bogus", NULL}},
+        {"output into a missing directory", "cannot write", {path_llama, "/nonexistent-dir/x.gguf", "f16", NULL}},
+    };
+    for (int i = 0; i < N_OF(cases); i++) {
+        expect_prog_error(test_quantize_binary, cases[i].name, cases[i].word, cases[i].args);
+        char part[700];
+        snprintf(part, sizeof part, "%s.part", out);
+        CHECK(!file_exists(out) && !file_exists(part), "[quantize: %s] left a file behind", cases[i].name);
+    }
+    unlink(half);
+    unlink(text);
+}
+
+/* -h; q8_0 with -fallback f16 on a fixture, then ./run on the result; the input may be the output */
+static void test_quantize_cli_converts(void) {
+    const char *help[] = {"-h", NULL};
+    Proc p = run_prog(test_quantize_binary, help);
+    CHECK(p.exited && p.status == 0 && !strncmp(p.out, "usage:", 6) && strstr(p.out, "-fallback"), "[quantize -h]: %s", describe(&p));
+    proc_free(&p);
+    char out[600];
+    snprintf(out, sizeof out, "%s/cli-%ld-quantized.gguf", test_tmp_dir, (long)getpid());
+    const char *args[] = {path_llama, out, "q8_0", "-fallback", "f16", NULL};
+    p = run_prog(test_quantize_binary, args);
+    CHECK(p.exited && p.status == 0 && p.err_len == 0 && strstr(p.out, "q8_0"), "[quantize q8_0 -fallback f16]: %s", describe(&p));
+    proc_free(&p);
+    long q8_size = file_size(out), f32_size = file_size(path_llama);
+    CHECK(q8_size > 0 && q8_size < f32_size / 2, "Q8_0 file is %ld bytes, the F32 one %ld", q8_size, f32_size);
+    const char *logits[] = {out, "-m", "logits", "-tokens", "1,2,3", "-dump", path_dump, NULL};
+    p = run_cli(logits);
+    CHECK(p.exited && p.status == 0 && file_size(path_dump) == 3L * 512 * 4, "[./run on the Q8_0 file]: %s", describe(&p));
+    proc_free(&p);
+    const char *in_place[] = {out, out, "f32", NULL};   /* back to F32, over itself */
+    p = run_prog(test_quantize_binary, in_place);
+    CHECK(p.exited && p.status == 0 && file_size(out) == f32_size, "[quantize in place to f32]: %ld bytes, want %ld: %s", file_size(out),
+          f32_size, describe(&p));
+    proc_free(&p);
+    unlink(out);
+    unlink(path_dump);
+}
+
 void suite_cli(void) {
     init_paths();
     RUN(test_cli_binary_present);
@@ -752,4 +829,6 @@ void suite_cli(void) {
     RUN(test_cli_context_shift);
     RUN(test_cli_context_full);
     RUN(test_cli_kv_f16);
+    RUN(test_quantize_cli_errors);
+    RUN(test_quantize_cli_converts);
 }
