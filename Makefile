@@ -92,7 +92,13 @@ models: train
 # the extrapolation study on the zoo (needs `make models` and data/brown-heldout.txt); writes results/
 study: study-tool run
 	@[ -f data/brown-heldout.txt ] || sh models/fetch-brown.sh data
-	./study -zoo models/zoo -f data/brown-heldout.txt -o results
+	./study -zoo models/zoo -f data/brown-heldout.txt -o results $(STUDY_FLAGS)
+
+# what produced results/ (README, "The study"): dynamic NTK left out (it re-tunes per token and re-rotates
+# every cached key each time, quadratic in the length: alone it outlasts the hour), 6 depths, 32768 tokens
+# per perplexity length
+STUDY_FLAGS ?= -only rope,rope-pi,rope-ntk,rope-yarn,rope-sinks,rope-pi4,rope-yarn4,alibi,t5,sinusoidal,learned,none \
+               -depths 6 -ppl-tokens 32768 -max-mult 64
 
 clean:
 	rm -rf build build-asan build-portable run train study quantize

@@ -135,7 +135,9 @@ static void run_variant(const Args *a, const Variant *v, Result *r, const Tokens
     double t0 = now_s();
     Model m;
     if (open_variant(&m, a, v, 1, err)) die("%s: %s", v->name, err);
-    r->L = m.c.train_ctx;
+    /* lengths are multiples of the pre-training length: a model fine-tuned at 4L carries L as
+       rope.scaling.original_context_length and is scored at the same lengths as its base */
+    r->L = m.c.pe.orig_ctx > 0 ? m.c.pe.orig_ctx : m.c.train_ctx;
     model_close(&m);
     for (int i = 0; i < N_PPL; i++) {
         int N = (int)(PPL_MULT[i] * r->L);
