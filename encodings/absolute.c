@@ -20,7 +20,7 @@ static void learned_add(const Encoding *e, float *x, int pos) {
 }
 
 /* The amplitude is a setting because the paper's sinusoids (amplitude 1) are sized for embeddings scaled
-   by sqrt(d); next to GPT-2-initialised embeddings (std 0.02) they swamp the token ~50:1. */
+   by sqrt(d); next to GPT-2-initialised embeddings (std 0.02) they swamp the token ~35:1 in RMS. */
 static void sinusoid_add(const Encoding *e, float *x, int pos) {
     double a = e->set.sinusoid_scale > 0 ? e->set.sinusoid_scale : 1.0;
     for (int j = 0; j < e->model.dim; j++) x[j] += (float)(a * pe_sinusoid(pos, j, e->model.dim, e->set.sinusoid));
