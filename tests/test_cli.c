@@ -442,6 +442,17 @@ static void write_bytes(const char *path, const void *data, size_t n) {
     fclose(f);
 }
 
+/* two damaged inputs every tool must refuse: a valid model cut in half, and a text file */
+static void write_half_and_text(const char *half, const char *text) {
+    size_t len;
+    char *model = read_file_all(path_llama, &len);
+    CHECK(model && len > 64, "cannot read %s", path_llama);
+    if (model) write_bytes(half, model, len / 2);
+    free(model);
+    const char *prose = "This is a text file.\nIt is not a model.\n";
+    write_bytes(text, prose, strlen(prose));
+}
+
 static void test_cli_damaged_models(void) {
     char dir[600], empty[600], rnd[600], half[600], text[600], magic[600], missing[600];
     long pid = (long)getpid();
@@ -456,13 +467,7 @@ static void test_cli_damaged_models(void) {
     write_bytes(empty, "", 0);
     const unsigned char random10[10] = {0x9f, 0x03, 0xd1, 0x47, 0x00, 0xee, 0x5a, 0x21, 0xc8, 0x7b};
     write_bytes(rnd, random10, sizeof random10);
-    size_t len;
-    char *model = read_file_all(path_llama, &len);
-    CHECK(model && len > 64, "cannot read %s", path_llama);
-    if (model) write_bytes(half, model, len / 2);
-    free(model);
-    const char *prose = "This is a text file.\nIt is not a model.\n";
-    write_bytes(text, prose, strlen(prose));
+    write_half_and_text(half, text);
     write_bytes(magic, "GGUF", 4);
 
     struct { const char *name, *path; } cases[] = {
@@ -751,13 +756,7 @@ static void test_quantize_cli_errors(void) {
     snprintf(half, sizeof half, "%s/cli-%ld-qhalf.gguf", test_tmp_dir, pid);
     snprintf(text, sizeof text, "%s/cli-%ld-qtext.gguf", test_tmp_dir, pid);
     snprintf(missing, sizeof missing, "%s/cli-%ld-qmissing.gguf", test_tmp_dir, pid);
-    size_t len;
-    char *model = read_file_all(path_llama, &len);
-    CHECK(model && len > 64, "cannot read %s", path_llama);
-    if (model) write_bytes(half, model, len / 2);
-    free(model);
-    const char *prose = "This is a text file.\nIt is not a model.\n";
-    write_bytes(text, prose, strlen(prose));
+    write_half_and_text(half, text);
     struct { const char *name, *word, *args[8]; } cases[] = {
         {"no arguments", "expected in.gguf out.gguf TYPE", {NULL}},
         {"two arguments", "expected in.gguf out.gguf TYPE", {path_llama, out, NULL}},

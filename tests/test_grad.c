@@ -171,13 +171,19 @@ static void test_grad_attention(void) {
     }
 }
 
+/* ALiBi over H heads of hd dimensions: the biased encoding the attention comparisons run with */
+static void alibi_heads(Encoding *e, int H, int hd) {
+    encoding_for(e, "alibi", PE_FAMILY_ALIBI);
+    e->model.head_dim = hd;
+    e->model.dim = H * hd;
+}
+
 /* The float build's attention (inline exp, vectorised tiles) against the double build (libm exp):
    the same inputs, including a masked key tail and several tiles, agree to float precision. */
 static void test_attention_float_matches_double(void) {
     enum { FT = 70, FNK = 150, FH = 4, FHKV = 2, FHD = 16 };
     Encoding e;
-    encoding_for(&e, "alibi", PE_FAMILY_ALIBI);
-    e.model.head_dim = FHD; e.model.dim = FH * FHD;
+    alibi_heads(&e, FH, FHD);
     size_t nq = (size_t)FT * FH * FHD, nk = (size_t)FNK * FHKV * FHD;
     double *qd = rand_vec(nq, 2), *kd = rand_vec(nk, 2), *vd = rand_vec(nk, 1), *od = malloc(nq * sizeof *od), lsed[FT * FH];
     float *qf = malloc(nq * sizeof *qf), *kf = malloc(nk * sizeof *kf), *vf = malloc(nk * sizeof *vf), *of = malloc(nq * sizeof *of), lsef[FT * FH];
@@ -202,8 +208,7 @@ static void test_attention_float_matches_double(void) {
 static void test_attention_half_cache(void) {
     enum { FT = 70, FNK = 150, FH = 4, FHKV = 2, FHD = 20 };
     Encoding e;
-    encoding_for(&e, "alibi", PE_FAMILY_ALIBI);
-    e.model.head_dim = FHD; e.model.dim = FH * FHD;
+    alibi_heads(&e, FH, FHD);
     size_t nq = (size_t)FT * FH * FHD, nk = (size_t)FNK * FHKV * FHD;
     double *qd = rand_vec(nq, 2), *kd = rand_vec(nk, 2), *vd = rand_vec(nk, 1);
     float *q = malloc(nq * sizeof *q), *k = malloc(nk * sizeof *k), *v = malloc(nk * sizeof *v);
