@@ -6,7 +6,10 @@ CC      ?= cc
 OMP     ?= 1
 BUILD   ?= build
 OPT     ?= -O3 -march=native
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter -fno-trapping-math $(OPT) -I.
+# -ffp-contract=fast: a * b + c as one fused multiply-add where the target has it (-std=c11 alone
+# forbids the fusion); 10-15% on the products
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter -fno-trapping-math \
+           -ffp-contract=fast $(OPT) -I.
 LDLIBS  += -lm
 ifeq ($(OMP),1)
 CFLAGS  += -fopenmp
@@ -59,7 +62,7 @@ bench: $(BUILD)/bench
 $(BUILD)/test_all: $(TEST_OBJ) $(CORE_OBJ) $(TRAIN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard *.h encodings/*.h tokenizer/*.h tests/*.h)
+$(BUILD)/%.o: %.c $(wildcard *.h encodings/*.h tokenizer/*.h tests/*.h) Makefile   # the flags are in the Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 

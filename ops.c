@@ -49,9 +49,11 @@ static REAL dot(const REAL *a, const REAL *b, int n) {
     return acc;
 }
 
-/* C[0..mr) x [0..nr) (+)= A[0..mr) B[.][0..nr), mr <= MR, nr <= NR; A is [.][K] with row stride lda,
-   B [K][.] with ldb, C with ldc */
-static void gemm_block(REAL *C, int ldc, const REAL *A, int lda, const REAL *B, int ldb, int K, int mr, int nr, int accumulate) {
+/* C[0..mr) x [0..nr) (+)= A[0..mr) B[.][0..nr), mr <= MR, nr <= NR; A's element (r, k) is
+   A[r * lda + k * acs] (acs 1: a matrix; lda 1: the transpose of one; A is only broadcast, so either
+   costs the same), B [K][.] with ldb, C with ldc */
+static void gemm_block(REAL *C, int ldc, const REAL *A, int lda, int acs, const REAL *B, int ldb, int K, int mr, int nr,
+                       int accumulate) {
     REAL acc[MR][NR];
     for (int r = 0; r < MR; r++)
         for (int j = 0; j < NR; j++) acc[r][j] = accumulate && r < mr && j < nr ? C[(size_t)r * ldc + j] : 0;
@@ -59,7 +61,16 @@ static void gemm_block(REAL *C, int ldc, const REAL *A, int lda, const REAL *B, 
         for (int k = 0; k < K; k++) {
             const REAL *b = B + (size_t)k * ldb;
             for (int r = 0; r < MR; r++) {
-                REAL a = A[(size_t)r * lda + k];
+                REAL a = A[(size_t)r * lda + (size_t)k * acs];
+                #pragma omp simd
+                for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];
+            }
+        }
+    } else if (nr == NR) {   /* fewer rows (a decoding step's single query): still vectorised over the columns */
+        for (int k = 0; k < K; k++) {
+            const REAL *b = B + (size_t)k * ldb;
+            for (int r = 0; r < mr; r++) {
+                REAL a = A[(size_t)r * lda + (size_t)k * acs];
                 #pragma omp simd
                 for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];
             }
@@ -67,7 +78,7 @@ static void gemm_block(REAL *C, int ldc, const REAL *A, int lda, const REAL *B, 
     } else {
         for (int k = 0; k < K; k++)
             for (int r = 0; r < mr; r++) {
-                REAL a = A[(size_t)r * lda + k];
+                REAL a = A[(size_t)r * lda + (size_t)k * acs];
                 for (int j = 0; j < nr; j++) acc[r][j] += a * B[(size_t)k * ldb + j];
             }
     }
@@ -75,12 +86,14 @@ static void gemm_block(REAL *C, int ldc, const REAL *A, int lda, const REAL *B, 
         for (int j = 0; j < nr; j++) C[(size_t)r * ldc + j] = acc[r][j];
 }
 
-/* C[M][N] (+)= A[M][K] B[K][N], strided, in MR x NR register blocks, on the calling thread (attention) */
-static void gemm_serial(REAL *C, const REAL *A, const REAL *B, int M, int K, int N, int lda, int ldb, int ldc, int accumulate) {
+/* C[M][N] (+)= A[M][K] B[K][N], strided (A as in gemm_block), in MR x NR register blocks, on the
+   calling thread (attention) */
+static void gemm_serial(REAL *C, const REAL *A, const REAL *B, int M, int K, int N, int lda, int acs, int ldb, int ldc,
+                        int accumulate) {
     for (int m0 = 0; m0 < M; m0 += MR)
         for (int n0 = 0; n0 < N; n0 += NR)
-            gemm_block(C + (size_t)m0 * ldc + n0, ldc, A + (size_t)m0 * lda, lda, B + n0, ldb, K, MIN(MR, M - m0), MIN(NR, N - n0),
-                       accumulate);
+            gemm_block(C + (size_t)m0 * ldc + n0, ldc, A + (size_t)m0 * lda, lda, acs, B + n0, ldb, K, MIN(MR, M - m0),
+                       MIN(NR, N - n0), accumulate);
 }
 
 /* a reusable per-thread buffer (two: slot 0 and 1) for transposes and panels */
@@ -114,7 +127,7 @@ static void gemm(REAL *C, const REAL *A, const REAL *B, long bk, long bn, int M,
         #pragma omp for collapse(2) schedule(static)
         for (int bj = 0; bj < nb; bj++)   /* a panel stays in cache while the row blocks pass it */
             for (int bi = 0; bi < mb; bi++)
-                gemm_block(C + (size_t)bi * MR * N + (size_t)bj * NR, N, A + (size_t)bi * MR * K, K, panels + (size_t)bj * K * NR, NR, K,
+                gemm_block(C + (size_t)bi * MR * N + (size_t)bj * NR, N, A + (size_t)bi * MR * K, K, 1, panels + (size_t)bj * K * NR, NR, K,
                            MIN(MR, M - bi * MR), MIN(NR, N - bj * NR), accumulate);
     }
 }
@@ -228,9 +241,12 @@ void OPS(gelu_backward)(REAL *dx, const REAL *dout, const REAL *x, long n) {
 /* ------------------------------------------------------------------------------------------ */
 /* attention */
 
-/* Both passes walk key tiles of ATT_TILE keys for a block of up to QB queries of one head. Each tile
-   of K (and V) is transposed once per block, so the scores of a query are computed across the tile's
-   keys in vector lanes; masked keys get -inf and an exp of exactly 0, so the loops have no branches. */
+/* Both passes walk key tiles of ATT_TILE keys. The forward takes a block of up to QB queries of one
+   head at a time and keeps the tile's scores transposed, [key][query]: the product that makes them
+   reads the cached key rows where they lie, and the softmax runs across the block's queries in vector
+   lanes. The backward, one query at a time, transposes each tile once so that a query's scores are
+   computed across the tile's keys in vector lanes. Masked keys get -inf and an exp of exactly 0, so
+   the loops have no branches. */
 #define QB 32
 
 /* kt[i][j] = dimension i of key row j (rows of stride ld) */
@@ -288,60 +304,93 @@ static REAL tile_scores(REAL *sc, const REAL *q, const REAL *kt, const int *kpos
     return tile_finish(sc, kpos, n, pq, h, e);
 }
 
+/* The softmax step of one tile for the block's queries r < nq at positions pq0 + r, on scores
+   st[j * ls + r] of keys j < n: adds the encoding's bias, masks keys past each query (by stored
+   position, never by slot), and turns the scores into p = exp(score - running maximum), rescaling
+   what acc [nq][hd] and sum hold when a maximum grows (exp(old - new): exactly 1 where it stays).
+   A query with no live key yet keeps -inf as its maximum and exponentiates against 0 instead, so its
+   p and its rescale are 0. Returns 0, doing nothing more, when every key is in the block's future.
+   Inlined with constants: for one query (ls = 1, nq = 1) the loops run across keys in vector lanes,
+   for a block (ls = QB) across its queries. */
+static inline __attribute__((always_inline)) int tile_softmax(REAL *st, int ls, int n, int nq, const int *kpos, int pq0, int h,
+                                                              const Encoding *e, REAL *mx, REAL *sum, REAL *acc, int hd) {
+    REAL tmax[QB], m_use[QB], tsum[QB];
+    if (e->ops->add_bias)
+        for (int r = 0; r < nq; r++) {
+            float bias[ATT_TILE] = {0};
+            e->ops->add_bias(e, h, pq0 + r, kpos, n, bias);
+            for (int j = 0; j < n; j++) st[j * ls + r] += bias[j];
+        }
+    for (int r = 0; r < nq; r++) tmax[r] = -INFINITY;
+    for (int j = 0; j < n; j++)
+        #pragma omp simd
+        for (int r = 0; r < nq; r++) {
+            REAL x = kpos[j] > pq0 + r ? -INFINITY : st[j * ls + r];
+            st[j * ls + r] = x;
+            tmax[r] = x > tmax[r] ? x : tmax[r];
+        }
+    int live = 0;
+    for (int r = 0; r < nq; r++) live |= tmax[r] > -INFINITY;
+    if (!live) return 0;
+    for (int r = 0; r < nq; r++) {
+        REAL m = tmax[r] > mx[r] ? tmax[r] : mx[r];
+        m_use[r] = m == -INFINITY ? 0 : m;
+        REAL c = EXP(mx[r] - m_use[r]);
+        mx[r] = m;
+        sum[r] *= c;
+        tsum[r] = 0;
+        if (c != 1)
+            for (int i = 0; i < hd; i++) acc[r * hd + i] *= c;
+    }
+    for (int j = 0; j < n; j++)
+        #pragma omp simd
+        for (int r = 0; r < nq; r++) {
+            REAL p = EXP(st[j * ls + r] - m_use[r]);
+            st[j * ls + r] = p;
+            tsum[r] += p;
+        }
+    for (int r = 0; r < nq; r++) sum[r] += tsum[r];
+    return 1;
+}
+
 void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const void *k, const void *v, int kv_half, const int *kpos,
                             int n_keys, int pos0, int T, int H, int Hkv, int hd, const Encoding *e) {
     int qd = H * hd, kvd = Hkv * hd, group = H / Hkv, n_blocks = (T + QB - 1) / QB;
     REAL scale = (REAL)(1.0 / sqrt((double)hd));
     /* per block of QB queries and tile of keys, two small products in register blocks: the scores
-       S = (scale Q) K^T against the transposed tile, and O += P V against the tile's rows of V */
+       St = K (scale Q)^T against the queries transposed once per block, and O += P V, with P read
+       through St (the product only broadcasts its left operand, so the transpose costs nothing) */
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int h = 0; h < H; h++) {
         for (int blk = 0; blk < n_blocks; blk++) {
-            int t0 = blk * QB, nq = MIN(QB, T - t0), g = h / group;
-            REAL sc[QB][ATT_TILE], mx[QB], sum[QB];
-            /* kt [hd][ATT_TILE], qs and acc [QB][hd], and the half cache's converted tile rows [ATT_TILE][hd] */
-            REAL *kt = scratch(0, (size_t)hd * (3 * ATT_TILE + 2 * QB)), *qs = kt + (size_t)hd * ATT_TILE, *acc = qs + (size_t)hd * QB;
+            int t0 = blk * QB, nq = MIN(QB, T - t0), g = h / group, pq0 = pos0 + t0;
+            REAL st[ATT_TILE * QB], mx[QB], sum[QB];   /* st: the tile's scores, then p, [key][query] */
+            /* qt [hd][QB] (scaled queries, transposed), acc [QB][hd], and the half cache's converted tile rows [ATT_TILE][hd] */
+            REAL *qt = scratch(0, (size_t)hd * (2 * QB + 2 * ATT_TILE)), *acc = qt + (size_t)hd * QB;
             REAL *krows = acc + (size_t)hd * QB, *vrows = krows + (size_t)hd * ATT_TILE;
-            for (int r = 0; r < nq; r++) {   /* qs, acc: [QB][hd] */
+            int ls = nq == 1 ? 1 : QB;   /* qt's and st's query stride: one query (decoding) keeps its rows as is */
+            for (int r = 0; r < ls; r++) {   /* columns past nq: zeros, so the product runs full width */
                 mx[r] = -INFINITY;
                 sum[r] = 0;
                 for (int i = 0; i < hd; i++) {
                     acc[r * hd + i] = 0;
-                    qs[r * hd + i] = q[(size_t)(t0 + r) * qd + (size_t)h * hd + i] * scale;
+                    qt[i * ls + r] = r < nq ? q[(size_t)(t0 + r) * qd + (size_t)h * hd + i] * scale : 0;
                 }
             }
             for (int j0 = 0; j0 < n_keys; j0 += ATT_TILE) {
                 int n = MIN(ATT_TILE, n_keys - j0), ld;
                 const REAL *kr = tile_rows(krows, &ld, k, kv_half, j0, n, g, kvd, hd);
-                tile_transpose(kt, kr, ld, n, hd);
-                gemm_serial(&sc[0][0], qs, kt, nq, hd, ATT_TILE, hd, ATT_TILE, ATT_TILE, 0);
-                int live = 0;
-                for (int r = 0; r < nq; r++) {
-                    REAL tmax = tile_finish(sc[r], kpos + j0, n, pos0 + t0 + r, h, e);
-                    if (tmax == -INFINITY) {   /* every key of the tile is in this query's future */
-                        for (int j = 0; j < ATT_TILE; j++) sc[r][j] = 0;
-                        continue;
-                    }
-                    live = 1;
-                    if (tmax > mx[r]) {   /* rescale what was accumulated under the old maximum */
-                        REAL c = EXP(mx[r] - tmax);
-                        sum[r] *= c;
-                        for (int i = 0; i < hd; i++) acc[r * hd + i] *= c;
-                        mx[r] = tmax;
-                    }
-                    REAL m = mx[r], s = 0, *row = sc[r];
-                    #pragma omp simd reduction(+ : s)
-                    for (int j = 0; j < ATT_TILE; j++) {
-                        REAL p = EXP(row[j] - m);
-                        row[j] = p;
-                        s += p;
-                    }
-                    sum[r] += s;
+                int live;
+                if (nq == 1) {   /* dot products, not a product with 31 idle columns */
+                    for (int j = 0; j < n; j++) st[j] = dot(kr + (size_t)j * ld, qt, hd);
+                    live = tile_softmax(st, 1, n, 1, kpos + j0, pq0, h, e, mx, sum, acc, hd);
+                } else {
+                    gemm_serial(st, kr, qt, n, hd, QB, ld, 1, QB, QB, 0);
+                    live = tile_softmax(st, QB, n, nq, kpos + j0, pq0, h, e, mx, sum, acc, hd);
                 }
-                if (live) {
-                    const REAL *vr = tile_rows(vrows, &ld, v, kv_half, j0, n, g, kvd, hd);
-                    gemm_serial(acc, &sc[0][0], vr, nq, n, hd, ATT_TILE, ld, hd, 1);
-                }
+                if (!live) continue;   /* every key of the tile is in the block's future */
+                const REAL *vr = tile_rows(vrows, &ld, v, kv_half, j0, n, g, kvd, hd);
+                gemm_serial(acc, st, vr, nq, n, hd, 1, ls, ld, hd, 1);
             }
             for (int r = 0; r < nq; r++) {   /* sum > 0: a query's own key is never masked */
                 REAL *ot = out + (size_t)(t0 + r) * qd + (size_t)h * hd;

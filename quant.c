@@ -31,11 +31,15 @@ void quantize_row_q8_0(BlockQ8_0 *y, const float *x, size_t n) {
     for (size_t b = 0; b < n / QK8_0; b++) {
         const float *xb = x + b * QK8_0;
         float amax = 0;
-        for (int i = 0; i < QK8_0; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        for (int i = 0; i < QK8_0; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;   /* NaN: skipped */
         float d = amax / 127, id = d ? 1 / d : 0;
         y[b].d = f32_to_f16(d);
-        /* clamped only so that the cast is defined for any input (inf, NaN); finite values are in range */
-        for (int i = 0; i < QK8_0; i++) y[b].qs[i] = (int8_t)roundf(fminf(fmaxf(xb[i] * id, -127), 127));
+        /* clamped only so that the cast is defined for any input (inf, NaN: -127); finite values are in
+           range. Comparisons, not fminf/fmaxf, which are library calls unless math is "finite-only". */
+        for (int i = 0; i < QK8_0; i++) {
+            float v = xb[i] * id;
+            y[b].qs[i] = (int8_t)roundf(!(v >= -127) ? -127 : v > 127 ? 127 : v);
+        }
     }
 }
 
@@ -118,6 +122,10 @@ float dot_q8_0(const BlockQ8_0 *w, const BlockQ8_0 *x, int nb) {
 
 #ifdef HAVE_AVX512_VNNI
 #define TILE_W 4   /* weight rows per register tile; activation rows: up to 4 */
+/* Decoding streams every weight once per token; the hardware prefetcher, following four rows at
+   once, left the loads waiting on memory. Asking ~2 KB ahead of each row took decoding of the 110M
+   shape from ~150 to ~190 tokens/s. */
+#define PREFETCH_BYTES 2048
 
 /* blocks p[0] and p[1] side by side in one register; p[1] zero when it is past the row */
 static inline __m512i load_pair(const BlockQ8_0 *p, int both) {
@@ -142,6 +150,7 @@ static inline __attribute__((always_inline)) void tile_q8_0(float *y, size_t ldy
         for (int i = 0; i < TILE_W; i++) acc[j][i] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b += 2) {
         int both = b + 1 < nb;
+        for (int i = 0; i < TILE_W; i++) _mm_prefetch((const char *)(w + (size_t)i * nb + b) + PREFETCH_BYTES, _MM_HINT_T0);
         __m512i wu[TILE_W];
         __m512 dw[TILE_W];
         for (int i = 0; i < TILE_W; i++) {
