@@ -292,15 +292,20 @@ static REAL tile_finish(REAL *sc, const int *kpos, int n, int pq, int h, const E
     return mx;
 }
 
-/* scaled, masked, biased scores of one query against a transposed tile; returns their maximum */
-static REAL tile_scores(REAL *sc, const REAL *q, const REAL *kt, const int *kpos, int n, int hd, int pq, int h, REAL scale,
-                        const Encoding *e) {
+/* sc[j] = scale q . k_j for the keys of a transposed tile, across the keys in vector lanes */
+static void tile_dots(REAL *sc, const REAL *q, const REAL *kt, int hd, REAL scale) {
     for (int j = 0; j < ATT_TILE; j++) sc[j] = 0;
     for (int i = 0; i < hd; i++) {
         REAL qi = q[i] * scale;
         #pragma omp simd
         for (int j = 0; j < ATT_TILE; j++) sc[j] += qi * kt[i * ATT_TILE + j];
     }
+}
+
+/* scaled, masked, biased scores of one query against a transposed tile; returns their maximum */
+static REAL tile_scores(REAL *sc, const REAL *q, const REAL *kt, const int *kpos, int n, int hd, int pq, int h, REAL scale,
+                        const Encoding *e) {
+    tile_dots(sc, q, kt, hd, scale);
     return tile_finish(sc, kpos, n, pq, h, e);
 }
 
@@ -365,9 +370,10 @@ void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const void *k, 
         for (int blk = 0; blk < n_blocks; blk++) {
             int t0 = blk * QB, nq = MIN(QB, T - t0), g = h / group, pq0 = pos0 + t0;
             REAL st[ATT_TILE * QB], mx[QB], sum[QB];   /* st: the tile's scores, then p, [key][query] */
-            /* qt [hd][QB] (scaled queries, transposed), acc [QB][hd], and the half cache's converted tile rows [ATT_TILE][hd] */
-            REAL *qt = scratch(0, (size_t)hd * (2 * QB + 2 * ATT_TILE)), *acc = qt + (size_t)hd * QB;
-            REAL *krows = acc + (size_t)hd * QB, *vrows = krows + (size_t)hd * ATT_TILE;
+            /* qt [hd][QB] (scaled queries, transposed), acc [QB][hd], the half cache's converted tile
+               rows [ATT_TILE][hd] and a transposed tile kt [hd][ATT_TILE] */
+            REAL *qt = scratch(0, (size_t)hd * (2 * QB + 3 * ATT_TILE)), *acc = qt + (size_t)hd * QB;
+            REAL *krows = acc + (size_t)hd * QB, *vrows = krows + (size_t)hd * ATT_TILE, *kt = vrows + (size_t)hd * ATT_TILE;
             int ls = nq == 1 ? 1 : QB;   /* qt's and st's query stride: one query (decoding) keeps its rows as is */
             for (int r = 0; r < ls; r++) {   /* columns past nq: zeros, so the product runs full width */
                 mx[r] = -INFINITY;
@@ -381,8 +387,9 @@ void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const void *k, 
                 int n = MIN(ATT_TILE, n_keys - j0), ld;
                 const REAL *kr = tile_rows(krows, &ld, k, kv_half, j0, n, g, kvd, hd);
                 int live;
-                if (nq == 1) {   /* dot products, not a product with 31 idle columns */
-                    for (int j = 0; j < n; j++) st[j] = dot(kr + (size_t)j * ld, qt, hd);
+                if (nq == 1) {   /* not a product with 31 idle columns: the tile transposed, scores across it */
+                    tile_transpose(kt, kr, ld, n, hd);
+                    tile_dots(st, qt, kt, hd, 1);
                     live = tile_softmax(st, 1, n, 1, kpos + j0, pq0, h, e, mx, sum, acc, hd);
                 } else {
                     gemm_serial(st, kr, qt, n, hd, QB, ld, 1, QB, QB, 0);
