@@ -41,6 +41,9 @@ static inline float fast_exp(float x) {   /* selects, no branches or libm calls:
 
 #define MR 8
 #define NR 32
+/* Decoding reads each weight once per token, at the memory's pace; asking for rows a few ahead (the
+   hardware prefetcher alone left loads waiting) gave ~10% on both stories shapes */
+#define PREFETCH_ROWS 4
 
 static REAL dot(const REAL *a, const REAL *b, int n) {
     REAL acc = 0;
@@ -140,10 +143,13 @@ static void transpose(REAL *dst, const REAL *src, int rows, int cols) {   /* dst
 }
 
 void OPS(matmul_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *b, int T, int I, int O) {
-    if (T < MR) {
+    if (T < MR) {   /* decoding: one pass over the weights, each row fetched PREFETCH_ROWS rows ahead of its use */
         #pragma omp parallel for schedule(static)
-        for (int o = 0; o < O; o++)
+        for (int o = 0; o < O; o++) {
+            for (int c = 0; o + PREFETCH_ROWS < O && c < I; c += 64 / (int)sizeof(REAL))
+                __builtin_prefetch(w + (size_t)(o + PREFETCH_ROWS) * I + c);
             for (int t = 0; t < T; t++) y[(size_t)t * O + o] = dot(x + (size_t)t * I, w + (size_t)o * I, I) + (b ? b[o] : 0);
+        }
         return;
     }
     if (b)
