@@ -334,17 +334,35 @@ static const char *num(double v, char *buf) {
     return buf;
 }
 
+/* study.md §11.5's predictions, by number */
+static const char *const CLAIMS[14] = {
+    NULL,
+    "learned APE cannot run past L; the runtime refuses",
+    "sinusoidal: perplexity of positions >= L >= 1.5x the 1x value by 2x; passkey ~0 at >= 2x",
+    "RoPE unscaled: bucket perplexity past L rises steeply; passkey <= 30% at 2x, ~0 at >= 4x even for needles within L",
+    "ALiBi: window-average bits/byte non-increasing 1x-64x; passkey >= 80% when the needle is within ~L at any length, decaying with distance",
+    "perplexity != retrieval: a variant with flat perplexity to 16x (within 5%) has mean passkey < 50% at >= 4x",
+    "StreamingLLM on RoPE (4 sinks + shifting cache of L): perplexity flat to 64x; passkey only while the needle is in the cache",
+    "PI zero-shot: no explosion but worse than 1x; PI fine-tuned at s=4: ~in-distribution perplexity and passkey >= 80% up to 4x",
+    "NTK-aware zero-shot beats PI zero-shot at 2-4x; dynamic NTK = RoPE up to 1x and degrades gracefully",
+    "YaRN zero-shot: best zero-shot perplexity among the RoPE scalings at 2-8x; fine-tuned at s=4: passkey >= 80% up to 4x, better than PI-FT at 8x",
+    "Self-Extend on RoPE retrieves up to its reach",
+    "NoPE: degrades more gracefully than RoPE (some passkey at 1.5-2x) but fails by 4x",
+    "T5 bias: perplexity roughly flat to ~2-3x, slowly rising; passkey beyond L partial",
+    "ALiBi + PI retrieves farther than ALiBi",
+};
+
 /* One verdict line: reproduced / not reproduced / not tested, and the evidence in numbers. A number the
    run did not measure (a length left out with -max-mult or -only) shows as nan or n/a and makes the
    verdict "incomplete" rather than a failure. */
-static void verdict(FILE *f, int n, const char *claim, int tested, int holds, const char *fmt, ...) {
+static void verdict(FILE *f, int n, int tested, int holds, const char *fmt, ...) {
     char evidence[1200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(evidence, sizeof evidence, fmt, ap);
     va_end(ap);
     const char *v = !tested ? "not tested" : strstr(evidence, "nan") || strstr(evidence, "n/a") ? "incomplete" : holds ? "reproduced" : "not reproduced";
-    fprintf(f, "| %d | %s | **%s** | %s |\n", n, claim, v, evidence);
+    fprintf(f, "| %d | %s | **%s** | %s |\n", n, CLAIMS[n], v, evidence);
 }
 
 static void write_report(const Args *a, const Result *res, const int *run, double seconds, int argc, char **argv) {
@@ -398,33 +416,41 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
     fprintf(f, "## Predictions (study.md §11.5)\n\n| # | prediction | verdict | evidence |\n|---|---|---|---|\n");
     if (learned) {
         int i2 = ppl_index(2);
-        verdict(f, 1, "learned APE cannot run past L; the runtime refuses", 1, !learned->ppl_ok[i2] && isnan(exact_at(learned, 2)),
+        verdict(f, 1, 1, !learned->ppl_ok[i2] && isnan(exact_at(learned, 2)),
                 "at 2L: %s", learned->ppl_ok[i2] ? "it ran" : learned->ppl_err[i2]);
+    } else {
+        verdict(f, 1, 0, 0, "not run: needs the variant learned (see -only)");
     }
     if (sin) {
         double b1x = avg_at(sin, 1), past = last_bucket_at(sin, 2), ratio = exp2(past - b1x);
         int holds = ratio >= 1.5 && avg_at(sin, 4) > b1x && exact_at(sin, 2) < 0.05 && exact_at(sin, 4) < 0.05;
-        verdict(f, 2, "sinusoidal: perplexity of positions >= L >= 1.5x the 1x value by 2x; passkey ~0 at >= 2x", 1, holds,
+        verdict(f, 2, 1, holds,
                 "positions [L,2L) at 2x: %.3f bpb vs %.3f at 1x (perplexity x%.2f); 4x window average %.3f; passkey 2x %s, 4x %s", past, b1x,
                 ratio, avg_at(sin, 4), pct(exact_at(sin, 2), b1), pct(exact_at(sin, 4), b2));
+    } else {
+        verdict(f, 2, 0, 0, "not run: needs the variant sinusoidal (see -only)");
     }
     if (rope) {
         int holds = exact_at(rope, 2) <= 0.3 && exact_at(rope, 4) < 0.05 && near_at(rope, 4, rope->L) < 0.05 &&
                     last_bucket_at(rope, 4) > last_bucket_at(rope, 2) && last_bucket_at(rope, 2) > avg_at(rope, 1);
-        verdict(f, 3, "RoPE unscaled: bucket perplexity past L rises steeply; passkey <= 30% at 2x, ~0 at >= 4x even for needles within L", 1,
+        verdict(f, 3, 1,
                 holds, "last bucket: %.3f (2x), %.3f (4x), %.3f (8x) vs %.3f at 1x; passkey 1.5x %s, 2x %s, 4x %s, 4x with needle within L %s",
                 last_bucket_at(rope, 2), last_bucket_at(rope, 4), last_bucket_at(rope, 8), avg_at(rope, 1), pct(exact_at(rope, 1.5), b1),
                 pct(exact_at(rope, 2), b2), pct(exact_at(rope, 4), b3), pct(near_at(rope, 4, rope->L), b4));
+    } else {
+        verdict(f, 3, 0, 0, "not run: needs the variant rope (see -only)");
     }
     if (alibi) {
         int flat = 1;
         for (int i = ppl_index(1); i + 1 < N_PPL && PPL_MULT[i + 1] <= a->max_mult; i++) flat &= avg_at(alibi, PPL_MULT[i + 1]) <= avg_at(alibi, PPL_MULT[i]) * 1.01;
         double near16 = near_at(alibi, 16, alibi->L), near64 = near_at(alibi, a->max_mult, alibi->L);
         int holds = flat && near16 >= 0.8 && exact_at(alibi, a->max_mult) < near64;
-        verdict(f, 4, "ALiBi: window-average bits/byte non-increasing 1x-64x; passkey >= 80% when the needle is within ~L at any length, decaying with distance",
+        verdict(f, 4,
                 1, holds, "window average %.3f (1x), %.3f (4x), %.3f (16x), %.3f (%dx)%s; needles within L: %s at 16x, %s at %dx; all needles %s at 16x",
                 avg_at(alibi, 1), avg_at(alibi, 4), avg_at(alibi, 16), avg_at(alibi, a->max_mult), a->max_mult, flat ? "" : " (not monotone within 1%)",
                 pct(near16, b1), pct(near64, b2), a->max_mult, pct(exact_at(alibi, 16), b3));
+    } else {
+        verdict(f, 4, 0, 0, "not run: needs the variant alibi (see -only)");
     }
     {
         const Result *cands[] = {alibi, sinks, yarn};
@@ -442,56 +468,68 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
             size_t len = strlen(ev);
             snprintf(ev + len, sizeof ev - len, "%s%s: bpb 16x/1x = %.3f, mean passkey at >= 4x %s", len ? "; " : "", names[i], flat, pct(mean4, b1));
         }
-        verdict(f, 5, "perplexity != retrieval: a variant with flat perplexity to 16x (within 5%) has mean passkey < 50% at >= 4x", tested, holds, "%s", ev);
+        verdict(f, 5, tested, holds, "%s", ev);
     }
     if (sinks) {
         int holds = avg_at(sinks, a->max_mult) <= avg_at(sinks, 1) * 1.05 && near_at(sinks, 16, sinks->L / 2) >= 0.8 && exact_at(sinks, 16) < 0.5;
-        verdict(f, 6, "StreamingLLM on RoPE (4 sinks + shifting cache of L): perplexity flat to 64x; passkey only while the needle is in the cache", 1,
+        verdict(f, 6, 1,
                 holds, "window average %.3f (1x), %.3f (%dx); at 16x: needles within L/2 %s, all %s", avg_at(sinks, 1), avg_at(sinks, a->max_mult),
                 a->max_mult, pct(near_at(sinks, 16, sinks->L / 2), b1), pct(exact_at(sinks, 16), b2));
+    } else {
+        verdict(f, 6, 0, 0, "not run: needs the variant rope-sinks (see -only)");
     }
     if (pi && pi4) {
         int zs = avg_at(pi, 2) > avg_at(rope, 1) && avg_at(pi, 16) < 2 * avg_at(pi, 2);
         int ft = exact_at(pi4, 1) >= 0.8 && exact_at(pi4, 2) >= 0.8 && exact_at(pi4, 4) >= 0.8 && avg_at(pi4, 4) <= avg_at(rope, 1) * 1.05;
-        verdict(f, 7, "PI zero-shot: no explosion but worse than 1x; PI fine-tuned at s=4: ~in-distribution perplexity and passkey >= 80% up to 4x", 1,
+        verdict(f, 7, 1,
                 zs && ft, "zero-shot bpb %.3f (2x), %.3f (16x) vs plain RoPE %.3f at 1x and %.3f at 2x; fine-tuned: bpb %.3f at 4x, passkey %s / %s / %s at 1x / 2x / 4x, %s at 8x",
                 avg_at(pi, 2), avg_at(pi, 16), avg_at(rope, 1), avg_at(rope, 2), avg_at(pi4, 4), pct(exact_at(pi4, 1), b1), pct(exact_at(pi4, 2), b2),
                 pct(exact_at(pi4, 4), b3), pct(exact_at(pi4, 8), b4));
+    } else {
+        verdict(f, 7, 0, 0, "not run: needs the variants rope-pi and rope-pi4 (see -only)");
     }
     if (ntk && pi && dyn) {
         int holds = avg_at(ntk, 2) < avg_at(pi, 2) && avg_at(ntk, 4) < avg_at(pi, 4) && fabs(avg_at(dyn, 1) - avg_at(rope, 1)) < 1e-6 &&
                     avg_at(dyn, 8) < avg_at(rope, 8);
-        verdict(f, 8, "NTK-aware zero-shot beats PI zero-shot at 2-4x; dynamic NTK = RoPE up to 1x and degrades gracefully", 1, holds,
+        verdict(f, 8, 1, holds,
                 "NTK %.3f / %.3f vs PI %.3f / %.3f at 2x / 4x; dynamic %.3f at 1x (RoPE %.3f), %.3f at 8x (RoPE %.3f); passkey NTK 2x %s",
                 avg_at(ntk, 2), avg_at(ntk, 4), avg_at(pi, 2), avg_at(pi, 4), avg_at(dyn, 1), avg_at(rope, 1), avg_at(dyn, 8), avg_at(rope, 8),
                 pct(exact_at(ntk, 2), b1));
+    } else {
+        verdict(f, 8, 0, 0, "not run: needs the variants rope-ntk, rope-pi and rope-dynamic (see -only)");
     }
     if (yarn && yarn4 && pi && ntk && dyn && pi4) {
         int best = 1;
         for (double m = 2; m <= 8; m *= 2)
             best &= avg_at(yarn, m) <= fmin(avg_at(pi, m), fmin(avg_at(ntk, m), avg_at(dyn, m)));
         int ft = exact_at(yarn4, 1) >= 0.8 && exact_at(yarn4, 2) >= 0.8 && exact_at(yarn4, 4) >= 0.8 && exact_at(yarn4, 8) > exact_at(pi4, 8);
-        verdict(f, 9, "YaRN zero-shot: best zero-shot perplexity among the RoPE scalings at 2-8x; fine-tuned at s=4: passkey >= 80% up to 4x, better than PI-FT at 8x",
+        verdict(f, 9,
                 1, best && ft, "zero-shot bpb at 2x / 4x / 8x: YaRN %.3f / %.3f / %.3f, PI %.3f / %.3f / %.3f, NTK %.3f / %.3f / %.3f, dynamic %.3f / %.3f / %.3f; "
                 "fine-tuned passkey %s / %s / %s at 1x / 2x / 4x, %s at 8x (PI-FT %s)", avg_at(yarn, 2), avg_at(yarn, 4), avg_at(yarn, 8), avg_at(pi, 2),
                 avg_at(pi, 4), avg_at(pi, 8), avg_at(ntk, 2), avg_at(ntk, 4), avg_at(ntk, 8), avg_at(dyn, 2), avg_at(dyn, 4), avg_at(dyn, 8),
                 pct(exact_at(yarn4, 1), b1), pct(exact_at(yarn4, 2), b2), pct(exact_at(yarn4, 4), b3), pct(exact_at(yarn4, 8), b4), pct(exact_at(pi4, 8), b5));
+    } else {
+        verdict(f, 9, 0, 0, "not run: needs the variants rope-yarn, rope-yarn4, rope-pi, rope-ntk, rope-dynamic and rope-pi4 (see -only)");
     }
-    verdict(f, 10, "Self-Extend on RoPE retrieves up to its reach", 0, 0, "Self-Extend is not implemented in this runtime (not in the issue's list)");
+    verdict(f, 10, 0, 0, "Self-Extend is not implemented in this runtime (not in the issue's list)");
     if (nope && rope) {
         int holds = exact_at(nope, 1.5) > 0 && exact_at(nope, 4) < 0.05 && exact_at(nope, 1.5) >= exact_at(rope, 1.5);
-        verdict(f, 11, "NoPE: degrades more gracefully than RoPE (some passkey at 1.5-2x) but fails by 4x", 1, holds,
+        verdict(f, 11, 1, holds,
                 "NoPE passkey %s / %s / %s at 1.5x / 2x / 4x (RoPE %s / %s / %s); bpb %.3f / %.3f at 1x / 2x. Attention temperature: not run",
                 pct(exact_at(nope, 1.5), b1), pct(exact_at(nope, 2), b2), pct(exact_at(nope, 4), b3), pct(exact_at(rope, 1.5), b4),
                 pct(exact_at(rope, 2), b5), pct(exact_at(rope, 4), b6), avg_at(nope, 1), avg_at(nope, 2));
+    } else {
+        verdict(f, 11, 0, 0, "not run: needs the variants none and rope (see -only)");
     }
     if (t5) {
         int holds = avg_at(t5, 2) <= avg_at(t5, 1) * 1.1 && exact_at(t5, 2) > 0 && exact_at(t5, 2) < exact_at(t5, 1);
-        verdict(f, 12, "T5 bias: perplexity roughly flat to ~2-3x, slowly rising; passkey beyond L partial", 1, holds,
+        verdict(f, 12, 1, holds,
                 "bpb %.3f / %.3f / %.3f / %.3f at 1x / 2x / 4x / 16x; passkey %s / %s / %s at 1x / 2x / 4x", avg_at(t5, 1), avg_at(t5, 2), avg_at(t5, 4),
                 avg_at(t5, 16), pct(exact_at(t5, 1), b1), pct(exact_at(t5, 2), b2), pct(exact_at(t5, 4), b3));
+    } else {
+        verdict(f, 12, 0, 0, "not run: needs the variant t5 (see -only)");
     }
-    verdict(f, 13, "ALiBi + PI retrieves farther than ALiBi", 0, 0, "ALiBi with interpolated distances is not implemented in this runtime");
+    verdict(f, 13, 0, 0, "ALiBi with interpolated distances is not implemented in this runtime");
 
     fprintf(f, "\n## Needle heatmaps (x = context length, y = depth; red 0 -> yellow -> green 1) and distance views\n\n");
     for (int v = 0; v < N_VARIANTS; v++) {
