@@ -95,6 +95,7 @@ static void parse_args(Args *a, int argc, char **argv) {
     a->dim = 128; a->layers = 4; a->heads = 4; a->hidden = 352; a->ctx = 256; a->tied = 1;
     snprintf(a->pe.method, sizeof a->pe.method, "rope");
     a->pe.rope_base = 10000; a->pe.yarn_ext = -1; a->pe.alibi_max_bias = 8; a->pe.t5_buckets = 32; a->pe.t5_max_distance = 128;
+    a->pe.sinusoid_scale = 1;
     a->batch = 16; a->steps = 1000; a->warmup = 100; a->eval_every = 100; a->eval_batches = 8; a->marker = 1; a->passkey_trials = 5;
     a->lr = 3e-3; a->min_lr = 0.1; a->wd = 0.1; a->clip = 1.0; a->beta1 = 0.9; a->beta2 = 0.95; a->answer_weight = 4; a->p_filler = 0.5;
     a->seed = 1;

@@ -305,7 +305,7 @@ int trainmodel_save(const TrainModel *tm, const char *path, const TrainFacts *fa
     gguf_w_str(&w, "pelab.pe", pe_name);
     if (c->pe_family == PE_FAMILY_ABSOLUTE) {
         gguf_w_str(&w, "pelab.pe.sinusoidal_variant", pe->sinusoid == SINUSOID_FAIRSEQ ? "fairseq" : "vaswani");
-        gguf_w_f32(&w, "pelab.pe.sinusoidal_scale", (float)(pe->sinusoid_scale > 0 ? pe->sinusoid_scale : 1.0));
+        gguf_w_f32(&w, "pelab.pe.sinusoidal_scale", (float)pe->sinusoid_scale);
     }
     if (c->pe_family == PE_FAMILY_ROPE) {
         gguf_w_f32(&w, "pelab.rope.freq_base", (float)pe->rope_base);

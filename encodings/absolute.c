@@ -22,7 +22,7 @@ static void learned_add(const Encoding *e, float *x, int pos) {
 /* The amplitude is a setting because the paper's sinusoids (amplitude 1) are sized for embeddings scaled
    by sqrt(d); next to GPT-2-initialised embeddings (std 0.02) they swamp the token ~35:1 in RMS. */
 static void sinusoid_add(const Encoding *e, float *x, int pos) {
-    double a = e->set.sinusoid_scale > 0 ? e->set.sinusoid_scale : 1.0;
+    double a = e->set.sinusoid_scale;
     for (int j = 0; j < e->model.dim; j++) x[j] += (float)(a * pe_sinusoid(pos, j, e->model.dim, e->set.sinusoid));
 }
 
@@ -44,6 +44,7 @@ int pe_sinusoidal_setup(Encoding *e, char *err) {
         return encoding_error(err, "sinusoidal positions need an even model dim (got %d)", e->model.dim);
     if (e->set.sinusoid_scale < 0 || !isfinite(e->set.sinusoid_scale))
         return encoding_error(err, "sinusoid scale %g must be a positive number", e->set.sinusoid_scale);
+    if (e->set.sinusoid_scale == 0) e->set.sinusoid_scale = 1;   /* unset: the paper's amplitude */
     return 0;
 }
 
