@@ -2,6 +2,7 @@
    cached keys through the encoding's move_key hook, computed from stored positions. Rows are float
    or IEEE half (-kv f16): half rows are converted on the way in and out, and rotated in float. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "f16.h"
@@ -64,24 +65,32 @@ int kv_max_pos(const KVCache *kv) {
 /* Re-encodes the keys of slots [first, first+n) from (`from`, stored position) to (`to`, stored
    position + delta), in every layer, and stores the new positions. */
 void kv_move_keys(KVCache *kv, const Encoding *to, const Encoding *from, int first, int n, int delta) {
-    int hd = to->model.head_dim, n_k = kv->kv_dim / hd;
     if (to->ops->move_key) {
-        #pragma omp parallel for collapse(2)
-        for (int l = 0; l < kv->n_layers; l++)
+        size_t per_key = (size_t)kv->n_layers * kv->kv_dim;
+        int n_vecs = (int)(per_key / to->model.head_dim);
+        #pragma omp parallel
+        {
+            /* one slot's key rows of every layer, as float, moved in one call: the rotation's sines and
+               cosines (most of dynamic NTK's time) are computed once for all layers, and a half row is
+               rounded once */
+            float *keys = malloc(per_key * sizeof *keys);
+            if (!keys) { fprintf(stderr, "error: out of memory moving the cached keys\n"); exit(1); }
+            #pragma omp for schedule(static)
             for (int i = first; i < first + n; i++) {
-                void *row = kv_row(kv, kv->k, l, i);
-                if (kv->type == KV_F32) {
-                    to->ops->move_key(to, from, row, n_k, kv->pos[i], kv->pos[i] + delta);
-                    continue;
+                for (int l = 0; l < kv->n_layers; l++) {
+                    const void *row = kv_row(kv, kv->k, l, i);
+                    if (kv->type == KV_F16) f16_to_f32_row(keys + (size_t)l * kv->kv_dim, row, (size_t)kv->kv_dim);
+                    else memcpy(keys + (size_t)l * kv->kv_dim, row, (size_t)kv->kv_dim * sizeof *keys);
                 }
-                float head[PE_MAX_HEAD_DIM];   /* a half key, one head at a time: rotated in float, rounded once */
-                for (int h = 0; h < n_k; h++) {
-                    uint16_t *half = (uint16_t *)row + (size_t)h * hd;
-                    f16_to_f32_row(head, half, hd);
-                    to->ops->move_key(to, from, head, 1, kv->pos[i], kv->pos[i] + delta);
-                    f32_to_f16_row(half, head, hd);
+                to->ops->move_key(to, from, keys, n_vecs, kv->pos[i], kv->pos[i] + delta);
+                for (int l = 0; l < kv->n_layers; l++) {
+                    void *row = kv_row(kv, kv->k, l, i);
+                    if (kv->type == KV_F16) f32_to_f16_row(row, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim);
+                    else memcpy(row, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim * sizeof *keys);
                 }
             }
+            free(keys);
+        }
     }
     for (int i = first; i < first + n; i++) kv->pos[i] += delta;
 }
