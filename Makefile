@@ -25,7 +25,7 @@ TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 FIXTURES ?= ../shared/fixtures/llamacpp
 
-.PHONY: all test suite test-portable test-avx2 test-asan clean models study study-scalings bench
+.PHONY: all test suite test-portable test-avx2 test-asan clean models study bench
 all: run train study-tool quantize
 
 train: $(BUILD)/train
@@ -104,17 +104,8 @@ study: study-tool run
 	@[ -f data/brown-heldout.txt ] || sh models/fetch-brown.sh data
 	./study -zoo models/zoo -f data/brown-heldout.txt -o results $(STUDY_FLAGS)
 
-# dynamic NTK with the RoPE scalings it is compared with, to 8x (predictions 8 and 9): results/rope-scalings/
-study-scalings: study-tool run
-	@[ -f data/brown-heldout.txt ] || sh models/fetch-brown.sh data
-	./study -zoo models/zoo -f data/brown-heldout.txt -o results/rope-scalings \
-	        -only rope,rope-pi,rope-ntk,rope-dynamic,rope-yarn,rope-pi4,rope-yarn4 -depths 6 -ppl-tokens 32768 -max-mult 8
-
-# what produced results/ (README, "The study"): dynamic NTK left out (it re-tunes per token and re-rotates
-# every cached key each time, quadratic in the length: alone it outlasts the hour), 6 depths, 32768 tokens
-# per perplexity length
-STUDY_FLAGS ?= -only rope,rope-pi,rope-ntk,rope-yarn,rope-sinks,rope-pi4,rope-yarn4,alibi,t5,sinusoidal,learned,none \
-               -depths 6 -ppl-tokens 32768 -max-mult 64
+# what produced results/ (README, "The study"): every variant, 6 depths, 32768 tokens per perplexity length
+STUDY_FLAGS ?= -depths 6 -ppl-tokens 32768 -max-mult 64
 
 clean:
 	rm -rf build build-asan build-portable build-avx2 run train study quantize
