@@ -55,29 +55,29 @@ static REAL dot(const REAL *a, const REAL *b, int n) {
 /* C[0..mr) x [0..nr) (+)= A[0..mr) B[.][0..nr), mr <= MR, nr <= NR; A's element (r, k) is
    A[r * lda + k * acs] (acs 1: a matrix; lda 1: the transpose of one; A is only broadcast, so either
    costs the same), B [K][.] with ldb, C with ldc */
+/* acc[0..rows) += A[0..rows) B over full NR-wide rows of B, vectorised over the columns; inlined with
+   rows = MR so that the block stays in registers */
+static inline __attribute__((always_inline)) void gemm_rows(REAL acc[MR][NR], const REAL *A, int lda, int acs, const REAL *B,
+                                                            int ldb, int K, int rows) {
+    for (int k = 0; k < K; k++) {
+        const REAL *b = B + (size_t)k * ldb;
+        for (int r = 0; r < rows; r++) {
+            REAL a = A[(size_t)r * lda + (size_t)k * acs];
+            #pragma omp simd
+            for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];
+        }
+    }
+}
+
 static void gemm_block(REAL *C, int ldc, const REAL *A, int lda, int acs, const REAL *B, int ldb, int K, int mr, int nr,
                        int accumulate) {
     REAL acc[MR][NR];
     for (int r = 0; r < MR; r++)
         for (int j = 0; j < NR; j++) acc[r][j] = accumulate && r < mr && j < nr ? C[(size_t)r * ldc + j] : 0;
     if (mr == MR && nr == NR) {
-        for (int k = 0; k < K; k++) {
-            const REAL *b = B + (size_t)k * ldb;
-            for (int r = 0; r < MR; r++) {
-                REAL a = A[(size_t)r * lda + (size_t)k * acs];
-                #pragma omp simd
-                for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];
-            }
-        }
+        gemm_rows(acc, A, lda, acs, B, ldb, K, MR);
     } else if (nr == NR) {   /* fewer rows (a decoding step's single query): still vectorised over the columns */
-        for (int k = 0; k < K; k++) {
-            const REAL *b = B + (size_t)k * ldb;
-            for (int r = 0; r < mr; r++) {
-                REAL a = A[(size_t)r * lda + (size_t)k * acs];
-                #pragma omp simd
-                for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];
-            }
-        }
+        gemm_rows(acc, A, lda, acs, B, ldb, K, mr);
     } else {
         for (int k = 0; k < K; k++)
             for (int r = 0; r < mr; r++) {
