@@ -334,22 +334,23 @@ static const char *num(double v, char *buf) {
     return buf;
 }
 
-/* study.md §11.5's predictions, by number */
-static const char *const CLAIMS[14] = {
-    NULL,
-    "learned APE cannot run past L; the runtime refuses",
-    "sinusoidal: perplexity of positions >= L >= 1.5x the 1x value by 2x; passkey ~0 at >= 2x",
-    "RoPE unscaled: bucket perplexity past L rises steeply; passkey <= 30% at 2x, ~0 at >= 4x even for needles within L",
-    "ALiBi: window-average bits/byte non-increasing 1x-64x; passkey >= 80% when the needle is within ~L at any length, decaying with distance",
-    "perplexity != retrieval: a variant with flat perplexity to 16x (within 5%) has mean passkey < 50% at >= 4x",
-    "StreamingLLM on RoPE (4 sinks + shifting cache of L): perplexity flat to 64x; passkey only while the needle is in the cache",
-    "PI zero-shot: no explosion but worse than 1x; PI fine-tuned at s=4: ~in-distribution perplexity and passkey >= 80% up to 4x",
-    "NTK-aware zero-shot beats PI zero-shot at 2-4x; dynamic NTK = RoPE up to 1x and degrades gracefully",
-    "YaRN zero-shot: best zero-shot perplexity among the RoPE scalings at 2-8x; fine-tuned at s=4: passkey >= 80% up to 4x, better than PI-FT at 8x",
-    "Self-Extend on RoPE retrieves up to its reach",
-    "NoPE: degrades more gracefully than RoPE (some passkey at 1.5-2x) but fails by 4x",
-    "T5 bias: perplexity roughly flat to ~2-3x, slowly rising; passkey beyond L partial",
-    "ALiBi + PI retrieves farther than ALiBi",
+/* study.md §11.5's predictions, by number: the claim, and the variants a verdict needs (NULL: not
+   implemented, or decided by any of several) */
+static const struct { const char *claim, *needs; } PREDICTIONS[14] = {
+    {NULL, NULL},
+    {"learned APE cannot run past L; the runtime refuses", "the variant learned"},
+    {"sinusoidal: perplexity of positions >= L >= 1.5x the 1x value by 2x; passkey ~0 at >= 2x", "the variant sinusoidal"},
+    {"RoPE unscaled: bucket perplexity past L rises steeply; passkey <= 30% at 2x, ~0 at >= 4x even for needles within L", "the variant rope"},
+    {"ALiBi: window-average bits/byte non-increasing 1x-64x; passkey >= 80% when the needle is within ~L at any length, decaying with distance", "the variant alibi"},
+    {"perplexity != retrieval: a variant with flat perplexity to 16x (within 5%) has mean passkey < 50% at >= 4x", NULL},
+    {"StreamingLLM on RoPE (4 sinks + shifting cache of L): perplexity flat to 64x; passkey only while the needle is in the cache", "the variant rope-sinks"},
+    {"PI zero-shot: no explosion but worse than 1x; PI fine-tuned at s=4: ~in-distribution perplexity and passkey >= 80% up to 4x", "the variants rope-pi and rope-pi4"},
+    {"NTK-aware zero-shot beats PI zero-shot at 2-4x; dynamic NTK = RoPE up to 1x and degrades gracefully", "the variants rope-ntk, rope-pi and rope-dynamic"},
+    {"YaRN zero-shot: best zero-shot perplexity among the RoPE scalings at 2-8x; fine-tuned at s=4: passkey >= 80% up to 4x, better than PI-FT at 8x", "the variants rope-yarn, rope-yarn4, rope-pi, rope-ntk, rope-dynamic and rope-pi4"},
+    {"Self-Extend on RoPE retrieves up to its reach", NULL},
+    {"NoPE: degrades more gracefully than RoPE (some passkey at 1.5-2x) but fails by 4x", "the variants none and rope"},
+    {"T5 bias: perplexity roughly flat to ~2-3x, slowly rising; passkey beyond L partial", "the variant t5"},
+    {"ALiBi + PI retrieves farther than ALiBi", NULL},
 };
 
 /* One verdict line: reproduced / not reproduced / not tested, and the evidence in numbers. A number the
@@ -362,8 +363,11 @@ static void verdict(FILE *f, int n, int tested, int holds, const char *fmt, ...)
     vsnprintf(evidence, sizeof evidence, fmt, ap);
     va_end(ap);
     const char *v = !tested ? "not tested" : strstr(evidence, "nan") || strstr(evidence, "n/a") ? "incomplete" : holds ? "reproduced" : "not reproduced";
-    fprintf(f, "| %d | %s | **%s** | %s |\n", n, CLAIMS[n], v, evidence);
+    fprintf(f, "| %d | %s | **%s** | %s |\n", n, PREDICTIONS[n].claim, v, evidence);
 }
+
+/* the row of a prediction whose variants this run left out */
+static void not_run(FILE *f, int n) { verdict(f, n, 0, 0, "not run: needs %s (see -only)", PREDICTIONS[n].needs); }
 
 static void write_report(const Args *a, const Result *res, const int *run, double seconds, int argc, char **argv) {
     FILE *f = open_in(a, "README.md");
@@ -419,7 +423,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
         verdict(f, 1, 1, !learned->ppl_ok[i2] && isnan(exact_at(learned, 2)),
                 "at 2L: %s", learned->ppl_ok[i2] ? "it ran" : learned->ppl_err[i2]);
     } else {
-        verdict(f, 1, 0, 0, "not run: needs the variant learned (see -only)");
+        not_run(f, 1);
     }
     if (sin) {
         double b1x = avg_at(sin, 1), past = last_bucket_at(sin, 2), ratio = exp2(past - b1x);
@@ -428,7 +432,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                 "positions [L,2L) at 2x: %.3f bpb vs %.3f at 1x (perplexity x%.2f); 4x window average %.3f; passkey 2x %s, 4x %s", past, b1x,
                 ratio, avg_at(sin, 4), pct(exact_at(sin, 2), b1), pct(exact_at(sin, 4), b2));
     } else {
-        verdict(f, 2, 0, 0, "not run: needs the variant sinusoidal (see -only)");
+        not_run(f, 2);
     }
     if (rope) {
         int holds = exact_at(rope, 2) <= 0.3 && exact_at(rope, 4) < 0.05 && near_at(rope, 4, rope->L) < 0.05 &&
@@ -438,7 +442,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                 last_bucket_at(rope, 2), last_bucket_at(rope, 4), last_bucket_at(rope, 8), avg_at(rope, 1), pct(exact_at(rope, 1.5), b1),
                 pct(exact_at(rope, 2), b2), pct(exact_at(rope, 4), b3), pct(near_at(rope, 4, rope->L), b4));
     } else {
-        verdict(f, 3, 0, 0, "not run: needs the variant rope (see -only)");
+        not_run(f, 3);
     }
     if (alibi) {
         int flat = 1;
@@ -450,7 +454,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                 avg_at(alibi, 1), avg_at(alibi, 4), avg_at(alibi, 16), avg_at(alibi, a->max_mult), a->max_mult, flat ? "" : " (not monotone within 1%)",
                 pct(near16, b1), pct(near64, b2), a->max_mult, pct(exact_at(alibi, 16), b3));
     } else {
-        verdict(f, 4, 0, 0, "not run: needs the variant alibi (see -only)");
+        not_run(f, 4);
     }
     {
         const Result *cands[] = {alibi, sinks, yarn};
@@ -476,7 +480,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                 holds, "window average %.3f (1x), %.3f (%dx); at 16x: needles within L/2 %s, all %s", avg_at(sinks, 1), avg_at(sinks, a->max_mult),
                 a->max_mult, pct(near_at(sinks, 16, sinks->L / 2), b1), pct(exact_at(sinks, 16), b2));
     } else {
-        verdict(f, 6, 0, 0, "not run: needs the variant rope-sinks (see -only)");
+        not_run(f, 6);
     }
     if (pi && pi4) {
         int zs = avg_at(pi, 2) > avg_at(rope, 1) && avg_at(pi, 16) < 2 * avg_at(pi, 2);
@@ -486,7 +490,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                 avg_at(pi, 2), avg_at(pi, 16), avg_at(rope, 1), avg_at(rope, 2), avg_at(pi4, 4), pct(exact_at(pi4, 1), b1), pct(exact_at(pi4, 2), b2),
                 pct(exact_at(pi4, 4), b3), pct(exact_at(pi4, 8), b4));
     } else {
-        verdict(f, 7, 0, 0, "not run: needs the variants rope-pi and rope-pi4 (see -only)");
+        not_run(f, 7);
     }
     if (ntk && pi && dyn) {
         int holds = avg_at(ntk, 2) < avg_at(pi, 2) && avg_at(ntk, 4) < avg_at(pi, 4) && fabs(avg_at(dyn, 1) - avg_at(rope, 1)) < 1e-6 &&
@@ -496,7 +500,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                 avg_at(ntk, 2), avg_at(ntk, 4), avg_at(pi, 2), avg_at(pi, 4), avg_at(dyn, 1), avg_at(rope, 1), avg_at(dyn, 8), avg_at(rope, 8),
                 pct(exact_at(ntk, 2), b1));
     } else {
-        verdict(f, 8, 0, 0, "not run: needs the variants rope-ntk, rope-pi and rope-dynamic (see -only)");
+        not_run(f, 8);
     }
     if (yarn && yarn4 && pi && ntk && dyn && pi4) {
         int best = 1;
@@ -509,7 +513,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                 avg_at(pi, 4), avg_at(pi, 8), avg_at(ntk, 2), avg_at(ntk, 4), avg_at(ntk, 8), avg_at(dyn, 2), avg_at(dyn, 4), avg_at(dyn, 8),
                 pct(exact_at(yarn4, 1), b1), pct(exact_at(yarn4, 2), b2), pct(exact_at(yarn4, 4), b3), pct(exact_at(yarn4, 8), b4), pct(exact_at(pi4, 8), b5));
     } else {
-        verdict(f, 9, 0, 0, "not run: needs the variants rope-yarn, rope-yarn4, rope-pi, rope-ntk, rope-dynamic and rope-pi4 (see -only)");
+        not_run(f, 9);
     }
     verdict(f, 10, 0, 0, "Self-Extend is not implemented in this runtime (not in the issue's list)");
     if (nope && rope) {
@@ -519,7 +523,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                 pct(exact_at(nope, 1.5), b1), pct(exact_at(nope, 2), b2), pct(exact_at(nope, 4), b3), pct(exact_at(rope, 1.5), b4),
                 pct(exact_at(rope, 2), b5), pct(exact_at(rope, 4), b6), avg_at(nope, 1), avg_at(nope, 2));
     } else {
-        verdict(f, 11, 0, 0, "not run: needs the variants none and rope (see -only)");
+        not_run(f, 11);
     }
     if (t5) {
         int holds = avg_at(t5, 2) <= avg_at(t5, 1) * 1.1 && exact_at(t5, 2) > 0 && exact_at(t5, 2) < exact_at(t5, 1);
@@ -527,7 +531,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                 "bpb %.3f / %.3f / %.3f / %.3f at 1x / 2x / 4x / 16x; passkey %s / %s / %s at 1x / 2x / 4x", avg_at(t5, 1), avg_at(t5, 2), avg_at(t5, 4),
                 avg_at(t5, 16), pct(exact_at(t5, 1), b1), pct(exact_at(t5, 2), b2), pct(exact_at(t5, 4), b3));
     } else {
-        verdict(f, 12, 0, 0, "not run: needs the variant t5 (see -only)");
+        not_run(f, 12);
     }
     verdict(f, 13, 0, 0, "ALiBi with interpolated distances is not implemented in this runtime");
 
