@@ -15,6 +15,7 @@ void eval_describe(const Model *m, const char *path, char *out, size_t cap) {
     if (e->method->family == PE_FAMILY_ROPE && strcmp(e->method->name, "rope") && n >= 0 && (size_t)n < cap)
         n += snprintf(out + n, cap - n, ", s = %g", e->set.scale);
     if (n >= 0 && (size_t)n < cap) n += snprintf(out + n, cap - n, ", ctx %d, trained at %d", m->kv.n_slots, m->c.train_ctx);
+    if (e->set.dyn_stale && n >= 0 && (size_t)n < cap) n += snprintf(out + n, cap - n, ", -dyn-kv stale");
     if (m->kv.type != KV_F32 && n >= 0 && (size_t)n < cap) snprintf(out + n, cap - n, ", -kv %s", kv_type_names[m->kv.type]);
 }
 

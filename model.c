@@ -389,9 +389,9 @@ int model_prepare(Model *m, const PeSettings *pe, int n_slots, KvType kv_type, i
                          .rel_bias = m->w.rel_bias};
     if (encoding_init(e, c->pe_family, err)) return -1;
     if (max_chunk < 1) return encoding_error(err, "chunk size must be at least 1");
-    if (kv_type == KV_F16 && e->ops->retune)   /* measured: logits off by 0.34 after 450 retunes on a llama.cpp fixture */
+    if (kv_type == KV_F16 && e->ops->retune && !e->set.dyn_stale)   /* measured: logits off by 0.34 after 450 retunes on a llama.cpp fixture */
         return encoding_error(err, "-kv f16 does not combine with -pe %s: every new position re-rotates every cached key, and the "
-                                   "half rounding would build up; use -kv f32", e->method->name);
+                                   "half rounding would build up; use -kv f32 (or -dyn-kv stale)", e->method->name);
     kv_free(&m->kv);
     if (kv_init(&m->kv, c->n_layers, n_slots, c->n_kv_heads * c->head_dim, kv_type, err)) return -1;
     runstate_free(&m->s);
@@ -577,11 +577,19 @@ void transformer_backward(const Config *c, const Weights *w, const Encoding *e, 
     }
 }
 
-/* Encodings whose parameters follow the sequence length (dynamic NTK): set them for seq_len and
-   re-rotate every cached key, so the cache always agrees with the current parameters. */
+/* Encodings whose parameters follow the sequence length (dynamic NTK) are set for seq_len. Exact
+   (default): every cached key is re-rotated, so the cache always agrees with the current parameters.
+   Stale (-dyn-kv stale, HF's dynamic_rope_update; HF #25104): cached keys keep the base they were
+   written with; the base only grows, except that it returns to the original once the sequence is
+   back within L (HF's reset rule). */
 static void retune(Model *m, int seq_len) {
     Encoding *e = &m->pe, old = *e;
-    if (e->ops->retune && e->ops->retune(e, seq_len)) kv_move_keys(&m->kv, e, &old, 0, m->kv.n_used, 0);
+    if (!e->ops->retune) return;
+    if (e->set.dyn_stale) {
+        if (seq_len > e->seq_len || seq_len <= e->set.orig_ctx) e->ops->retune(e, seq_len);
+        return;
+    }
+    if (e->ops->retune(e, seq_len)) kv_move_keys(&m->kv, e, &old, 0, m->kv.n_used, 0);
 }
 
 int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, int all_rows, char *err) {
@@ -600,11 +608,11 @@ int model_forward(Model *m, const int *tokens, int T, int pos0, float *logits, i
                               e->method->name, e->max_pos, e->ops->add_input ? "a learned table cannot extrapolate" : "position overflow");
     for (int a = 0; a < T;) {
         int b = T - a > m->s.max_T ? a + m->s.max_T : T;
-        if (e->ops->uniform_until) {
+        if (e->ops->uniform_until && !e->set.dyn_stale) {
             long long last = e->ops->uniform_until(e, pos0 + a);
             if (last - pos0 + 1 < b) b = (int)(last - pos0 + 1);
         }
-        retune(m, pos0 + b);
+        retune(m, e->set.dyn_stale ? pos0 + T : pos0 + b);   /* stale: as HF, one base per call, from its last position */
         int last_segment = b == T;
         float *out = all_rows ? logits + (size_t)a * m->c.vocab_size : last_segment ? logits : NULL;
         transformer_forward(&m->c, &m->w, e, kv, &m->s, tokens + a, b - a, pos0 + a, logits ? out : NULL, all_rows);

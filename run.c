@@ -46,6 +46,8 @@ static void usage(void) {
            "  -yarn-ext F        YaRN extrapolation mix (default 1)\n"
            "  -llama3-low F      Llama 3 low frequency factor (default 1)\n"
            "  -llama3-high F     Llama 3 high frequency factor (default 4)\n"
+           "  -dyn-kv MODE       dynamic NTK's cached keys: exact (default: re-rotated whenever the base\n"
+           "                     changes) | stale (HF: rotated once, with the base of their call)\n"
            "  -alibi-max-bias F  ALiBi maximum bias (default: the file's, else 8)\n"
            "logits mode:\n"
            "  -tokens A,B,C      token ids to run\n"
@@ -92,6 +94,8 @@ static int *parse_list(const char *flag, const char *what, const char *s, int *n
     return ids;
 }
 
+static const char *const dyn_kv_names[] = {"exact", "stale", NULL};
+
 typedef struct {
     const char *model_path, *mode, *prompt, *tokens, *dump;
     int steps, ctx, chunk, threads, keep, pos0;
@@ -102,8 +106,8 @@ typedef struct {
     const char *pe, *rope_layout;
     double scale, rope_base, beta_fast, beta_slow, yarn_attn, yarn_ext, llama3_low, llama3_high, alibi_max_bias;
     int orig_ctx, rope_dims;
-    int rope_flag;    /* the first RoPE-only flag given, for the error on non-RoPE models */
-    const char *rope_flag_name;
+    const char *rope_flag_name;   /* the first RoPE-only flag given, for the error on non-RoPE models */
+    int dyn_kv;       /* -dyn-kv: 0 not given, else 1 + its index in dyn_kv_names */
     /* evaluation modes; the first flag given of each group, for the error in another mode */
     const char *text, *csv, *lengths, *haystack, *svg, *dist_svg, *dist_csv;
     int window, stride, bucket, depths, trials, marker;
@@ -138,7 +142,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(); exit(0); }
         static const char *const known[] = {"-m", "-i", "-n", "-t", "-p", "-s", "-ctx", "-chunk", "-th", "-kv", "-keep", "-tokens", "-pos0",
             "-dump", "-pe", "-alibi-max-bias", "-scale", "-orig-ctx", "-rope-base", "-rope-dims", "-rope-layout", "-yarn-beta-fast",
-            "-yarn-beta-slow", "-yarn-attn", "-yarn-ext", "-llama3-low", "-llama3-high", NULL};
+            "-yarn-beta-slow", "-yarn-attn", "-yarn-ext", "-llama3-low", "-llama3-high", "-dyn-kv", NULL};
         static const char *const eval_flags[] = {"-f", "-csv", NULL}, *const ppl_flags[] = {"-window", "-stride", "-max-tokens", "-bucket", NULL},
             *const needle_flags[] = {"-lengths", "-depths", "-trials", "-haystack", "-marker", "-svg", "-distance-svg", "-distance-csv", NULL};
         const char **group = one_of(f, eval_flags) ? &a->eval_flag : one_of(f, ppl_flags) ? &a->ppl_flag
@@ -195,6 +199,7 @@ static void parse_args(Args *a, int argc, char **argv) {
             else if (!strcmp(f, "-yarn-ext")) a->yarn_ext = parse_num(f, v, 0, 1);
             else if (!strcmp(f, "-llama3-low")) a->llama3_low = parse_num(f, v, 1e-6, 1e6);
             else if (!strcmp(f, "-llama3-high")) a->llama3_high = parse_num(f, v, 1e-6, 1e6);
+            else if (!strcmp(f, "-dyn-kv")) a->dyn_kv = 1 + parse_choice(f, v, dyn_kv_names);
             else die("unknown flag %s (see ./run -h)", f);
         }
         if (rope_only && !a->rope_flag_name) a->rope_flag_name = f;
@@ -243,6 +248,8 @@ static PeSettings encoding_settings(const Model *m, const Args *a) {
     if (a->llama3_low > 0) s.llama3_low = a->llama3_low;
     if (a->llama3_high > 0) s.llama3_high = a->llama3_high;
     if (a->alibi_max_bias > 0) s.alibi_max_bias = a->alibi_max_bias;
+    if (a->dyn_kv && strcmp(s.method, "dynamic")) die("-dyn-kv applies to -pe dynamic only (this run uses -pe %s)", s.method);
+    if (a->dyn_kv) s.dyn_stale = !strcmp(dyn_kv_names[a->dyn_kv - 1], "stale");
     return s;
 }
 

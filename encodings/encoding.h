@@ -38,6 +38,8 @@ typedef struct {
     int t5_buckets, t5_max_distance;  /* T5 (32, 128) */
     SinusoidVariant sinusoid;
     double sinusoid_scale;    /* amplitude of the sinusoids (0 = unset: 1, as in the paper and llama.cpp) */
+    int dyn_stale;            /* dynamic: cached keys keep the base they were rotated with (-dyn-kv stale,
+                                 HF's behaviour); 0: re-rotated whenever the base changes (exact) */
 } PeSettings;
 
 /* What the encoding may read from the model. */

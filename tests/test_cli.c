@@ -322,6 +322,7 @@ static void test_cli_malformed_flags(void) {
         {"-rope-layout sideways", "-rope-layout", {"@L", "-rope-layout", "sideways", NULL}},
         {"-kv q4", "-kv expects f32 or f16, got 'q4'", {"@L", "-kv", "q4", NULL}},
         {"-kv f16 with -pe dynamic", "-kv f16 does not combine with -pe dynamic", {"@L", "-kv", "f16", "-pe", "dynamic", NULL}},
+        {"-dyn-kv sometimes", "-dyn-kv expects exact or stale, got 'sometimes'", {"@L", "-pe", "dynamic", "-dyn-kv", "sometimes", NULL}},
         {"-pe unknown", "'bogus'", {"@L", "-pe", "bogus", NULL}},
         {"-keep not below -ctx", "-keep", {"@U", "-ctx", "16", "-keep", "16", "-i", "a", NULL}},
         {"-dump into a missing directory", "cannot write", {"@L", "-m", "logits", "-tokens", "1", "-dump", "/nonexistent-dir/x.f32", NULL}},
@@ -361,6 +362,8 @@ static void test_cli_encoding_mismatch(void) {
         {"-scale with plain -pe rope", "scaling method", {"@L", "-pe", "rope", "-scale", "4", NULL}},
         {"-scale on a plain RoPE file without -pe", "scaling method", {"@L", "-scale", "4", NULL}},
         {"-keep on a learned-position model", "cannot shift", {"@G", "-keep", "4", "-n", "1", NULL}},
+        {"-dyn-kv without -pe dynamic", "-dyn-kv applies to -pe dynamic only", {"@L", "-pe", "yarn", "-dyn-kv", "stale", NULL}},
+        {"-dyn-kv on an ALiBi model", "-dyn-kv applies to RoPE", {"@B", "-dyn-kv", "stale", NULL}},
     };
     run_error_cases(cases, N_OF(cases));
 

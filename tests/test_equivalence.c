@@ -129,6 +129,57 @@ static void test_dynamic_ntk_is_exact(void) {
     free(plain);
 }
 
+/* Dynamic NTK, stale mode (-dyn-kv stale, HF): a call's tokens all take the base of its last position,
+   so one call of T tokens is plain RoPE at B'(T) on every row; run token by token, each cached key
+   keeps the base it was written with, B'(max(p + 1, L)) (one layer: the keys of layer 0 depend on
+   their own token only, so a plain-RoPE run at that base must have written the same key); the base
+   only grows, and returns to B once the sequence is back within L (HF's reset rule). */
+static void test_dynamic_ntk_stale(void) {
+    enum { T = 40 };
+    int tokens[T];
+    make_tokens(tokens, T, 7);
+    TestModelSpec spec = test_model_spec("rope");
+    spec.ctx = 16;
+    spec.n_layers = 1;
+    size_t V = (size_t)spec.vocab;
+    float *stale = malloc(T * V * sizeof(float)), *plain = malloc(T * V * sizeof(float));
+    Variant dynamic = {"rope", "dynamic", 4}, rope = {"rope", "rope", 0};
+    Model m, ref;
+    if (open_variant(&m, &spec, &dynamic, T, 512, 0, KV_F32)) goto done;
+    m.pe.set.dyn_stale = 1;
+    forward_rows(&m, tokens, T, 0, stale, 0);
+    int n_rot = m.c.head_dim, kv_dim = m.kv.kv_dim;
+    double base_T = pe_dynamic_base(10000, 4, T, spec.ctx, n_rot);
+    if (open_variant(&ref, &spec, &rope, T, 512, base_T, KV_F32)) { model_close(&m); goto done; }
+    forward_rows(&ref, tokens, T, 0, plain, 0);
+    model_close(&ref);
+    double d = max_diff(stale, plain, T * V);
+    CHECK(d <= 1e-4, "stale, one call of %d: differs from plain RoPE at B'(%d) = %.1f by %.3g", T, T, base_T, d);
+
+    model_reset(&m);
+    forward_rows(&m, tokens, T, 0, stale, 1);
+    int ps[] = {3, 15, 16, 25, T - 1};
+    for (int i = 0; i < 5; i++) {
+        int p = ps[i];
+        double base = pe_dynamic_base(10000, 4, p + 1, spec.ctx, n_rot);
+        if (open_variant(&ref, &spec, &rope, T, 512, base, KV_F32)) break;
+        forward_rows(&ref, tokens, p + 1, 0, plain, 0);
+        d = max_diff(kv_row(&m.kv, m.kv.k, 0, p), kv_row(&ref.kv, ref.kv.k, 0, p), kv_dim);
+        CHECK(d <= 1e-5, "stale, token by token: the key at %d differs from one rotated with B'(%d) = %.1f by %.3g", p, p + 1, base, d);
+        model_close(&ref);
+    }
+    double grown = m.pe.base_eff;
+    char err[256];
+    CHECK(model_shift(&m, 0, err) == T / 2 && m.pe.base_eff == grown,
+          "stale: after a shift to %d tokens (> L) the base should stay %.1f, is %.1f", m.kv.n_used, grown, m.pe.base_eff);
+    CHECK(model_shift(&m, 0, err) == T / 4 && m.pe.base_eff == 10000,
+          "stale: back within L (%d tokens) the base should reset to 10000, is %.1f", m.kv.n_used, m.pe.base_eff);
+    model_close(&m);
+done:
+    free(stale);
+    free(plain);
+}
+
 /* pe-spec §14.1: n_ctx 16, keep 4, full -> 6 dropped, positions 0..3,4..9, n_past 10. With one layer,
    the cached keys and the next logits must equal a fresh run of the kept tokens at their new
    positions; shifting twice checks that position deltas accumulate. */
@@ -352,6 +403,8 @@ static void test_f16_cache_refuses_dynamic_ntk(void) {
     CHECK(model_prepare(&m, &s, 64, KV_F16, 512, err) < 0 && strstr(err, "-kv f16") && strstr(err, "dynamic"),
           "-pe dynamic with -kv f16 should be refused, got '%s'", err);
     CHECK(model_prepare(&m, &s, 64, KV_F32, 512, err) == 0, "-pe dynamic with -kv f32: %s", err);
+    s.dyn_stale = 1;   /* stale keys are written once: nothing builds up */
+    CHECK(model_prepare(&m, &s, 64, KV_F16, 512, err) == 0, "-pe dynamic -dyn-kv stale with -kv f16: %s", err);
     model_close(&m);
 }
 
@@ -432,6 +485,7 @@ static void test_forward_rejects_bad_input(void) {
 void suite_equivalence(void) {
     RUN(test_chunked_equals_token_by_token);
     RUN(test_dynamic_ntk_is_exact);
+    RUN(test_dynamic_ntk_stale);
     RUN(test_context_shift_matches_fresh_run);
     RUN(test_streaming_llm_eviction);
     RUN(test_context_shift_f16_matches_f32);
