@@ -227,7 +227,7 @@ static PeSettings encoding_settings(const Model *m, const Args *a) {
         encoding_list(names, sizeof names);
         if (!em) die("unknown positional encoding '%s' (known: %s)", a->pe, names);
         if (em->family != m->c.pe_family)
-            die("-pe %s does not apply to this model: it was trained with a %s encoding", a->pe, encoding_family_name(m->c.pe_family));
+            die("-pe %s does not apply to this model: its encoding family is %s", a->pe, encoding_family_name(m->c.pe_family));
         snprintf(s.method, sizeof s.method, "%s", a->pe);
         if (!strcmp(a->pe, "rope")) s.scale = 0;   /* plain RoPE: no scaling, whatever the file says */
     }

@@ -25,22 +25,24 @@ typedef struct {
     double scale;           /* RoPE scaling factor: -1 = max(1, N / L) at window length N (zero-shot); > 0 fixed (dynamic's alpha) */
     int sinks;              /* >= 0: a cache of L slots, shifted with this many sinks; -1: the cache holds the window */
     const char *label;
+    int dyn_stale;          /* dynamic NTK with HF's cache (-dyn-kv stale) */
 } Variant;
 
 static const Variant VARIANTS[] = {
-    {"rope", "rope.gguf", NULL, 0, -1, "RoPE"},
-    {"rope-pi", "rope.gguf", "linear", -1, -1, "RoPE + PI, zero-shot"},
-    {"rope-ntk", "rope.gguf", "ntk", -1, -1, "RoPE + NTK-aware, zero-shot"},
-    {"rope-dynamic", "rope.gguf", "dynamic", 1, -1, "RoPE + dynamic NTK"},
-    {"rope-yarn", "rope.gguf", "yarn", -1, -1, "RoPE + YaRN, zero-shot"},
-    {"rope-sinks", "rope.gguf", NULL, 0, 4, "RoPE, 4 sinks + shifting cache of L"},
-    {"rope-pi4", "rope-pi4.gguf", NULL, 0, -1, "RoPE, PI fine-tuned at 4L"},
-    {"rope-yarn4", "rope-yarn4.gguf", NULL, 0, -1, "RoPE, YaRN fine-tuned at 4L"},
-    {"alibi", "alibi.gguf", NULL, 0, -1, "ALiBi"},
-    {"t5", "t5.gguf", NULL, 0, -1, "T5 bias"},
-    {"sinusoidal", "sinusoidal.gguf", NULL, 0, -1, "sinusoidal"},
-    {"learned", "learned.gguf", NULL, 0, -1, "learned"},
-    {"none", "none.gguf", NULL, 0, -1, "NoPE"},
+    {"rope", "rope.gguf", NULL, 0, -1, "RoPE", 0},
+    {"rope-pi", "rope.gguf", "linear", -1, -1, "RoPE + PI, zero-shot", 0},
+    {"rope-ntk", "rope.gguf", "ntk", -1, -1, "RoPE + NTK-aware, zero-shot", 0},
+    {"rope-dynamic", "rope.gguf", "dynamic", 1, -1, "RoPE + dynamic NTK", 0},
+    {"rope-dynamic-hf", "rope.gguf", "dynamic", 1, -1, "RoPE + dynamic NTK, HF cache (-dyn-kv stale)", 1},
+    {"rope-yarn", "rope.gguf", "yarn", -1, -1, "RoPE + YaRN, zero-shot", 0},
+    {"rope-sinks", "rope.gguf", NULL, 0, 4, "RoPE, 4 sinks + shifting cache of L", 0},
+    {"rope-pi4", "rope-pi4.gguf", NULL, 0, -1, "RoPE, PI fine-tuned at 4L", 0},
+    {"rope-yarn4", "rope-yarn4.gguf", NULL, 0, -1, "RoPE, YaRN fine-tuned at 4L", 0},
+    {"alibi", "alibi.gguf", NULL, 0, -1, "ALiBi", 0},
+    {"t5", "t5.gguf", NULL, 0, -1, "T5 bias", 0},
+    {"sinusoidal", "sinusoidal.gguf", NULL, 0, -1, "sinusoidal", 0},
+    {"learned", "learned.gguf", NULL, 0, -1, "learned", 0},
+    {"none", "none.gguf", NULL, 0, -1, "NoPE", 0},
 };
 enum { N_VARIANTS = sizeof VARIANTS / sizeof VARIANTS[0] };
 
@@ -124,6 +126,7 @@ static int open_variant(Model *m, const Args *a, const Variant *v, int length, c
         snprintf(pe.method, sizeof pe.method, "%s", v->pe);
         pe.scale = v->scale < 0 ? fmax(1.0, (double)length / m->c.train_ctx) : v->scale;
         pe.orig_ctx = m->c.train_ctx;
+        pe.dyn_stale = v->dyn_stale;
     }
     int slots = v->sinks >= 0 ? m->c.train_ctx : length;
     if (model_prepare(m, &pe, slots, KV_F32, 512, err)) { model_close(m); return -1; }

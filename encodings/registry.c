@@ -53,7 +53,7 @@ int encoding_init(Encoding *e, PeFamily model_family, char *err) {
     }
     /* an override stays inside the family the model was trained with: the weights only make sense there */
     if (m->family != model_family)
-        return encoding_error(err, "-pe %s does not apply to this model: it was trained with a %s encoding", m->name,
+        return encoding_error(err, "-pe %s does not apply to this model: its encoding family is %s", m->name,
                               encoding_family_name(model_family));
     e->method = m;
     e->ops = m->ops;
