@@ -347,14 +347,15 @@ int batch_fill(const Passkey *pk, const BatchSpec *spec, int B, int T, Rng *rng,
         return fail(err, "batch: p_passkey %g and p_filler %g must lie in [0, 1]", spec->p_passkey, spec->p_filler);
     if (spec->p_passkey < 1 && (!pk->corpus || pk->corpus->n < (size_t)T + 1))
         return fail(err, "batch: language-model rows need a corpus of at least T + 1 = %d tokens", T + 1);
-    int lo = 0, hi = 0, n_pk = 0;
+    int lo = 0, n_min = 0, n_pk = 0;
     if (spec->p_passkey > 0) {
         if (T + 1 < pk->overhead)
             return fail(err, "batch: T + 1 = %d is shorter than the needle and question (%d tokens)", T + 1, pk->overhead);
         lo = spec->min_distance > pk->min_distance ? spec->min_distance : pk->min_distance;
-        hi = pk->min_distance + T + 1 - pk->overhead;
-        if (!spec->by_depth && lo > hi)
-            return fail(err, "batch: min_distance %d exceeds the largest distance %d at T + 1 = %d", lo, hi, T + 1);
+        n_min = spec->by_depth ? pk->overhead : pk->overhead + lo - pk->min_distance;   /* shortest example with distance lo */
+        if (n_min > T + 1)
+            return fail(err, "batch: min_distance %d exceeds the largest distance %d at T + 1 = %d", lo,
+                        pk->min_distance + T + 1 - pk->overhead, T + 1);
     }
     for (int r = 0; r < B; r++) {
         int *row = tokens + (size_t)r * (size_t)(T + 1);
@@ -366,15 +367,25 @@ int batch_fill(const Passkey *pk, const BatchSpec *spec, int B, int T, Rng *rng,
             for (int t = 0; t < T; t++) w[t] = 1.0f;
             continue;
         }
+        /* The example takes n tokens, n uniform in [n_min, T + 1], and haystack text of its kind fills the
+           row after it: were every example the whole row, its question would always sit at the row's end
+           and a model with absolute positions would learn to answer only there (README, "The recipe
+           search": the first zoo's learned-table model scored 8% on prompts one token shorter than its
+           rows and 70% on prompts of its rows' length). */
+        int n = n_min + (int)rng_below(rng, (uint64_t)(T + 2 - n_min));
         int hay = rng_uniform(rng) < spec->p_filler ? HAY_FILLER : HAY_CORPUS, rc;
         if (spec->by_depth) {
-            rc = passkey_at_depth(pk, hay, T + 1, rng_uniform(rng), rng, row, in, err);
+            rc = passkey_at_depth(pk, hay, n, rng_uniform(rng), rng, row, in, err);
         } else { /* log-uniform on [lo, hi + 1), floored: each octave of distance equally often */
+            int hi = pk->min_distance + n - pk->overhead;
             double d = floor(lo * exp(rng_uniform(rng) * log((hi + 1.0) / lo)));
-            rc = passkey_at_distance(pk, hay, T + 1, d > hi ? hi : (int)d, rng, row, in, err);
+            rc = passkey_at_distance(pk, hay, n, d > hi ? hi : (int)d, rng, row, in, err);
         }
         if (rc) return -1;
-        for (int t = 0; t < T; t++) w[t] = t >= T - 5 ? spec->answer_weight : spec->answer_only ? 0.0f : 1.0f;
+        if (hay == HAY_FILLER) put_hay(row + n, pk->filler.ids, pk->filler.n, rng_below(rng, pk->filler.n), (size_t)(T + 1 - n));
+        else tokens_window(pk->corpus, (size_t)(T + 1 - n), rng, row + n);
+        for (int t = 0; t < T; t++) /* target t + 1: an answer digit, or haystack text before or after the example */
+            w[t] = t + 1 >= n - 5 && t + 1 < n ? spec->answer_weight : spec->answer_only ? 0.0f : 1.0f;
         n_pk++;
     }
     return n_pk;

@@ -53,9 +53,11 @@
 
    Training batches (batch_fill): B rows of T+1 tokens; row r's inputs are tokens[r][0..T) and its
    targets tokens[r][1..T+1); weights[r][t] weights the loss of predicting tokens[r][t+1] at position t.
-   A row is a passkey example of length T+1 with probability p_passkey (its answer fills the last 5
-   targets, weights[r][T-5..T-1] = answer_weight), else a random T+1-token window of the corpus stream
-   (weight 1 everywhere). */
+   With probability p_passkey a row is a passkey example of n tokens, n uniform from the shortest
+   example its distance draw allows to T+1, followed by T+1-n tokens of haystack text of its kind (a
+   random window of the filler or the corpus), so that its answer ends anywhere in the row; the answer's
+   targets weigh answer_weight (weights[r][n-6..n-2]), the rest 1, or 0 when answer_only. Otherwise
+   the row is a random T+1-token window of the corpus stream (weight 1 everywhere). */
 #ifndef DATA_H
 #define DATA_H
 #include <stddef.h>
@@ -132,7 +134,7 @@ void passkey_free(Passkey *pk);
 
 /* Where the parts of one example are (token indices). distance = answer - key. */
 typedef struct {
-    int len;           /* T; 0 for an LM row of a batch */
+    int len;           /* T (the example's n in a batch row); 0 for an LM row of a batch */
     int haystack;      /* HAY_FILLER or HAY_CORPUS */
     int hay_len;       /* H = prefix + suffix */
     size_t hay_start;  /* first haystack token: index into the corpus stream or the filler period */

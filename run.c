@@ -112,7 +112,7 @@ typedef struct {
     const char *text, *csv, *lengths, *haystack, *svg, *dist_svg, *dist_csv;
     int window, stride, bucket, depths, trials, marker;
     long max_tokens;
-    const char *eval_flag, *ppl_flag, *needle_flag;
+    const char *eval_flag, *ppl_flag, *needle_flag, *gen_flag, *pos_flag;   /* the first flag of each mode-bound group given */
 } Args;
 
 static int one_of(const char *f, const char *const *list) {
@@ -140,13 +140,15 @@ static void parse_args(Args *a, int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(); exit(0); }
-        static const char *const known[] = {"-m", "-i", "-n", "-t", "-p", "-s", "-ctx", "-chunk", "-th", "-kv", "-keep", "-tokens", "-pos0",
+        static const char *const known[] = {"-m", "-s", "-ctx", "-chunk", "-th", "-kv", "-keep", "-tokens",
             "-dump", "-pe", "-alibi-max-bias", "-scale", "-orig-ctx", "-rope-base", "-rope-dims", "-rope-layout", "-yarn-beta-fast",
             "-yarn-beta-slow", "-yarn-attn", "-yarn-ext", "-llama3-low", "-llama3-high", "-dyn-kv", NULL};
         static const char *const eval_flags[] = {"-f", "-csv", NULL}, *const ppl_flags[] = {"-window", "-stride", "-max-tokens", "-bucket", NULL},
-            *const needle_flags[] = {"-lengths", "-depths", "-trials", "-haystack", "-marker", "-svg", "-distance-svg", "-distance-csv", NULL};
+            *const needle_flags[] = {"-lengths", "-depths", "-trials", "-haystack", "-marker", "-svg", "-distance-svg", "-distance-csv", NULL},
+            *const gen_flags[] = {"-i", "-n", "-t", "-p", NULL}, *const pos_flags[] = {"-pos0", NULL};
         const char **group = one_of(f, eval_flags) ? &a->eval_flag : one_of(f, ppl_flags) ? &a->ppl_flag
-                           : one_of(f, needle_flags) ? &a->needle_flag : NULL;
+                           : one_of(f, needle_flags) ? &a->needle_flag : one_of(f, gen_flags) ? &a->gen_flag
+                           : one_of(f, pos_flags) ? &a->pos_flag : NULL;
         if (f[0] != '-') die("unexpected argument '%s' (flags start with '-', see ./run -h)", f);
         if (!group && !one_of(f, known)) die("unknown flag %s (see ./run -h)", f);
         if (i + 1 >= argc) die("flag %s needs a value", f);
@@ -210,6 +212,8 @@ static void parse_args(Args *a, int argc, char **argv) {
     if (a->eval_flag && !ppl && !needle) die("%s belongs to -m ppl and -m needle", a->eval_flag);
     if (a->ppl_flag && !ppl) die("%s belongs to -m ppl", a->ppl_flag);
     if (a->needle_flag && !needle) die("%s belongs to -m needle", a->needle_flag);
+    if (a->gen_flag && strcmp(a->mode, "generate")) die("%s belongs to -m generate", a->gen_flag);
+    if (a->pos_flag && (ppl || needle)) die("%s belongs to -m generate and -m logits", a->pos_flag);
     if (ppl && !a->text) die("-m ppl needs -f FILE, the text to score");
     if (strcmp(a->haystack, "filler") && strcmp(a->haystack, "corpus") && strcmp(a->haystack, "both"))
         die("-haystack expects filler, corpus or both, got '%s'", a->haystack);

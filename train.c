@@ -51,6 +51,7 @@ static void usage(void) {
            "  -pe NAME           none|learned|sinusoidal|rope|linear|ntk|yarn|llama3|alibi|t5 (rope)\n"
            "  -rope-base B -scale S -orig-ctx L -alibi-max-bias F -t5-buckets N -t5-max-distance N\n"
            "  -sinusoid-scale F  amplitude of the sinusoids (1)\n"
+           "                     with -init, each unset one keeps the model's value\n"
            "optimisation:\n"
            "  -batch B -steps N  sequences per step, steps (16, 1000)\n"
            "  -lr F -min-lr F -warmup N   peak rate, final fraction of it, warm-up steps (3e-3, 0.1, 100)\n"
@@ -93,9 +94,7 @@ static void parse_args(Args *a, int argc, char **argv) {
     memset(a, 0, sizeof *a);
     a->tokenizer = "bytes";
     a->dim = 128; a->layers = 4; a->heads = 4; a->hidden = 352; a->ctx = 256; a->tied = 1;
-    snprintf(a->pe.method, sizeof a->pe.method, "rope");
-    a->pe.rope_base = 10000; a->pe.yarn_ext = -1; a->pe.alibi_max_bias = 8; a->pe.t5_buckets = 32; a->pe.t5_max_distance = 128;
-    a->pe.sinusoid_scale = 1;
+    a->pe.yarn_ext = -1;   /* a->pe holds the encoding flags given, 0 (unset) elsewhere: train_encoding_settings */
     a->batch = 16; a->steps = 1000; a->warmup = 100; a->eval_every = 100; a->eval_batches = 8; a->marker = 1; a->passkey_trials = 5;
     a->lr = 3e-3; a->min_lr = 0.1; a->wd = 0.1; a->clip = 1.0; a->beta1 = 0.9; a->beta2 = 0.95; a->answer_weight = 4; a->p_filler = 0.5;
     a->seed = 1;
@@ -286,24 +285,25 @@ int main(int argc, char **argv) {
 
     TrainModel tm;
     if (start) {
-        PeSettings pe = a.pe;
-        if (a.resume) pe = init_model.c.pe;   /* a checkpoint carries its own settings */
+        PeSettings pe = init_model.c.pe;   /* a checkpoint carries its own settings */
+        if (a.init && train_encoding_settings(&a.pe, &init_model, &pe, err)) die("%s", err);
         if (trainmodel_load(&tm, start, &pe, a.ctx, err)) die("%s", err);
         if (tm.c.pe_family == PE_FAMILY_ABSOLUTE && a.ctx != tm.c.train_ctx) die("-ctx cannot change for an absolute-position model");
         tm.c.train_ctx = a.ctx;
-        if (a.init) tm.step = 0;   /* fine-tuning starts a new schedule and new optimizer moments */
+        if (a.init) tm.step = 0, tm.wall_s = 0;   /* fine-tuning starts a new schedule and new optimizer moments */
         if (a.init) { memset(tm.adam_m, 0, tm.n_params * sizeof(float)); memset(tm.adam_v, 0, tm.n_params * sizeof(float)); }
         model_close(&init_model);
     } else {
-        const EncodingMethod *em = encoding_find(a.pe.method);
-        if (!em) die("unknown positional encoding '%s'", a.pe.method);
+        PeSettings pe;
+        if (train_encoding_settings(&a.pe, NULL, &pe, err)) die("%s", err);
+        const EncodingMethod *em = encoding_find(pe.method);
         Config c = {0};
         c.arch = ARCH_PELAB;
         c.dim = a.dim; c.hidden_dim = a.hidden; c.n_layers = a.layers; c.n_heads = a.heads; c.n_kv_heads = a.kv_heads;
         c.head_dim = a.dim / a.heads; c.vocab_size = d.tok.n_vocab; c.train_ctx = a.ctx; c.norm_eps = 1e-5f;
         c.norm = a.layernorm ? NORM_LAYER : NORM_RMS; c.mlp = a.gelu ? MLP_GELU : MLP_SWIGLU;
         c.linear_bias = a.bias; c.tied_output = a.tied; c.pe_family = em->family;
-        if (trainmodel_init(&tm, &c, &a.pe, a.seed, a.init_std, a.embd_std, err)) die("%s", err);
+        if (trainmodel_init(&tm, &c, &pe, a.seed, a.init_std, a.embd_std, err)) die("%s", err);
     }
     int T = a.ctx, B = a.batch;
     TrainStream *streams = calloc((size_t)n_streams, sizeof *streams);
@@ -350,19 +350,19 @@ int main(int argc, char **argv) {
             char tmp[1100];
             snprintf(tmp, sizeof tmp, "%s.tmp", a.ckpt);
             TrainFacts f = {.tokens_seen = (uint64_t)(step + 1) * B * T, .seed = a.seed, .data = a.data, .recipe = a.recipe,
-                            .wall_s = now_s() - t0};
+                            .wall_s = tm.wall_s + now_s() - t0};
             if (trainmodel_save(&tm, tmp, &f, 1, write_tokenizer, &d.tok, err) || rename(tmp, a.ckpt)) die("checkpoint: %s", err);
         }
     }
-    double wall = now_s() - t0;
+    double wall = now_s() - t0;   /* this run's; the model's facts add the time behind a resumed checkpoint */
     double hl = heldout_loss(&tm, streams, n_streams, &d, B, T, a.eval_batches * 4);
     double pk = passkey_accuracy(&tm, streams, n_streams, &d, T, a.passkey_trials);
     uint64_t tokens = (uint64_t)a.steps * B * T;
-    TrainFacts f = {.tokens_seen = tokens, .seed = a.seed, .data = a.data, .recipe = a.recipe, .wall_s = wall,
+    TrainFacts f = {.tokens_seen = tokens, .seed = a.seed, .data = a.data, .recipe = a.recipe, .wall_s = tm.wall_s + wall,
                     .heldout_loss = hl, .passkey = pk, .passkey_trials = 22 * a.passkey_trials};
     if (trainmodel_save(&tm, a.out, &f, 0, write_tokenizer, &d.tok, err)) die("%s", err);
     printf("%s: %zu params, %llu tokens, %.1f s, %.0f tok/s, held-out loss %.4f ppl %.3f, passkey@%d %.3f (%d trials)\n", a.out,
-           tm.n_params, (unsigned long long)tokens, wall, (a.steps - first_step) * (double)B * T / wall, hl, exp(hl), T, pk,
+           tm.n_params, (unsigned long long)tokens, tm.wall_s + wall, (a.steps - first_step) * (double)B * T / wall, hl, exp(hl), T, pk,
            22 * a.passkey_trials);
     for (int i = 0; i < n_streams; i++) stream_free(&streams[i]);
     free(streams); free(rows); free(in); free(tg); free(wt); free(pos0);

@@ -131,6 +131,33 @@ int trainmodel_init(TrainModel *tm, const Config *c, const PeSettings *pe, uint6
     return 0;
 }
 
+int train_encoding_settings(const PeSettings *flags, const Model *init, PeSettings *out, char *err) {
+    PeSettings s = {.rope_base = 10000, .yarn_ext = -1, .alibi_max_bias = 8, .t5_buckets = 32, .t5_max_distance = 128,
+                    .sinusoid_scale = 1};
+    snprintf(s.method, sizeof s.method, "rope");
+    if (init) s = init->c.pe;
+    if (flags->method[0]) {
+        const EncodingMethod *em = encoding_find(flags->method);
+        char names[160];
+        encoding_list(names, sizeof names);
+        if (!em) return encoding_error(err, "unknown positional encoding '%s' (known: %s)", flags->method, names);
+        if (init && em->family != init->c.pe_family)
+            return encoding_error(err, "-pe %s does not apply to the -init model: its encoding family is %s", flags->method,
+                                  encoding_family_name(init->c.pe_family));
+        snprintf(s.method, sizeof s.method, "%s", flags->method);
+        if (!strcmp(s.method, "rope")) s.scale = 0;   /* plain RoPE: no scaling, whatever the file says */
+    }
+    if (flags->rope_base > 0) s.rope_base = flags->rope_base;
+    if (flags->scale > 0) s.scale = flags->scale;
+    if (flags->orig_ctx > 0) s.orig_ctx = flags->orig_ctx;
+    if (flags->alibi_max_bias > 0) s.alibi_max_bias = flags->alibi_max_bias;
+    if (flags->sinusoid_scale > 0) s.sinusoid_scale = flags->sinusoid_scale;
+    if (flags->t5_buckets > 0) s.t5_buckets = flags->t5_buckets;
+    if (flags->t5_max_distance > 0) s.t5_max_distance = flags->t5_max_distance;
+    *out = s;
+    return 0;
+}
+
 int trainmodel_load(TrainModel *tm, const char *path, const PeSettings *pe, int run_ctx, char *err) {
     memset(tm, 0, sizeof *tm);
     Model m;
@@ -155,6 +182,7 @@ int trainmodel_load(TrainModel *tm, const char *path, const PeSettings *pe, int 
         }
     }
     if (ok && gguf_get_int(&m.gguf, "pelab.train.optimizer_steps", 0, INT64_MAX, &step, err) >= 0) tm->step = (uint64_t)step;
+    if (ok && tm->step && gguf_get_float(&m.gguf, "pelab.train.wall_seconds", &tm->wall_s, err) < 0) ok = 0;
     model_close(&m);
     if (!ok || setup_encoding(tm, &set, run_ctx, err)) { trainmodel_free(tm); return -1; }
     return 0;

@@ -24,6 +24,7 @@ typedef struct {
     float *params, *grads, *adam_m, *adam_v;
     Weights w, g;       /* views into params / grads */
     uint64_t step;      /* optimizer steps taken */
+    double wall_s;      /* training seconds behind them (a checkpoint's), so a resumed run reports its whole time */
 } TrainModel;
 
 /* Hyperparameters of one training run */
@@ -36,6 +37,11 @@ typedef struct {
    N(0, init_std) (residual output projections / sqrt(2 layers)), embeddings N(0, embd_std), norms 1,
    biases and the T5 table 0. GPT-2 uses 0.02 for both. */
 int trainmodel_init(TrainModel *tm, const Config *c, const PeSettings *pe, uint64_t seed, double init_std, double embd_std, char *err);
+/* The encoding settings of a run: the init model's (a fine-tune keeps its base, amplitude, buckets), or
+   for a new model (init NULL) the defaults (rope, base 10000), with the flags given applied on top: the
+   method if flags->method is set, every field > 0. -1 with a one-line err for an unknown method or one
+   of another family than the init model's. */
+int train_encoding_settings(const PeSettings *flags, const Model *init, PeSettings *out, char *err);
 /* Loads a pelab GGUF written by trainmodel_save (a checkpoint, or a model to fine-tune): its
    config, parameters and, when present, the optimizer state and step. pe: settings to train with
    (NULL: the file's). */

@@ -605,8 +605,9 @@ static void test_data_batch(void) {
     char err[256] = "";
     for (int mode = 0; mode < 3; mode++) { /* distance, depth, answer only */
         BatchSpec spec = {0.3, 0.5, mode == 1, 60, 4.0f, mode == 2};
-        long n_pk = 0, n_filler = 0, n_rows = 0, bad_rows = 0, below_mid = 0;
-        double mid = sqrt(60.0 * (u.pk.min_distance + T + 1 - u.pk.overhead));
+        long n_pk = 0, n_filler = 0, n_rows = 0, bad_rows = 0, below_mid = 0, n_full = 0;
+        int n_min = mode == 1 ? u.pk.overhead : u.pk.overhead + 60 - u.pk.min_distance, shortest = T + 1;
+        double len_sum = 0;
         for (int it = 0; it < N; it++) {
             int got = batch_fill(&u.pk, &spec, B, T, &r, tok, w, info, err), counted = 0;
             CHECK(got >= 0, "batch: %s", err);
@@ -623,13 +624,31 @@ static void test_data_batch(void) {
                     continue;
                 }
                 counted++;
-                ok = info[b].len == T + 1 && check_layout(&u.pk, row, T + 1, &info[b], "batch row");
+                int n = info[b].len; /* the example, then haystack text of its kind to the row's end */
+                ok = n >= n_min && n <= T + 1 && check_layout(&u.pk, row, n, &info[b], "batch row");
+                if (!ok) { bad_rows++; continue; }
+                if (info[b].haystack == HAY_FILLER) {
+                    int fits = 0;
+                    for (size_t s0 = 0; s0 < u.pk.filler.n && !fits; s0++) {
+                        fits = 1;
+                        for (int j = n; j <= T && fits; j++) fits = row[j] == u.pk.filler.ids[(s0 + (size_t)(j - n)) % u.pk.filler.n];
+                    }
+                    ok &= fits;
+                } else if (it < 3 && n <= T) {
+                    int found = 0;
+                    for (size_t s0 = 0; !found && s0 + (size_t)(T + 1 - n) <= u.s.n; s0++)
+                        found = !memcmp(row + n, u.s.ids + s0, (size_t)(T + 1 - n) * sizeof *row);
+                    ok &= found;
+                }
                 for (int t = 0; t < T; t++) /* the weight marks exactly the targets that are answer tokens */
-                    ok &= wr[t] == (t + 1 >= info[b].answer ? 4.0f : mode == 2 ? 0.0f : 1.0f);
-                int d = info[b].answer - info[b].key;
+                    ok &= wr[t] == (t + 1 >= info[b].answer && t + 1 < n ? 4.0f : mode == 2 ? 0.0f : 1.0f);
+                int d = info[b].answer - info[b].key, hi = u.pk.min_distance + n - u.pk.overhead;
                 n_filler += info[b].haystack == HAY_FILLER;
                 ok &= mode == 1 || d >= 60;
-                below_mid += d < mid;
+                below_mid += d < sqrt(60.0 * (hi + 1));
+                len_sum += (double)(n - n_min) / (T + 1 - n_min);
+                n_full += n == T + 1;
+                shortest = n < shortest ? n : shortest;
                 bad_rows += !ok;
             }
             CHECK(got == counted, "returned %d passkey rows, info says %d", got, counted);
@@ -638,8 +657,12 @@ static void test_data_batch(void) {
         CHECK(bad_rows == 0, "mode %d: %ld of %ld rows malformed", mode, bad_rows, n_rows);
         CHECK_NEAR((double)n_pk / n_rows, 0.3, 0.02, "passkey fraction");
         CHECK_NEAR((double)n_filler / n_pk, 0.5, 0.03, "filler share of passkey rows");
-        if (mode != 1) /* log-uniform: half the distances below the geometric mean of the range */
+        if (mode != 1) /* log-uniform: half the distances below the geometric mean of their range */
             CHECK_NEAR((double)below_mid / n_pk, 0.5, 0.03, "distances below the geometric mean");
+        /* example lengths uniform over [n_min, T + 1]: the answer ends anywhere from the shortest to the full row */
+        CHECK_NEAR(len_sum / n_pk, 0.5, 0.02, "mean example length");
+        CHECK(shortest <= n_min + 2 && n_full > 0, "example lengths reach both ends: shortest %d (n_min %d), %ld full rows",
+              shortest, n_min, n_full);
     }
     /* p = 0 and p = 1 */
     BatchSpec spec = {0, 0.5, 0, 0, 4.0f, 0};

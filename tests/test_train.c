@@ -99,14 +99,16 @@ static void test_checkpoint_resumes_exactly(void) {
     stream_init(&st, &first, T, err);
     train_steps(&first, &st, 1, 0, 10, NULL, NULL);
     stream_free(&st);
-    CHECK(trainmodel_save(&first, path, NULL, 1, NULL, NULL, err) == 0, "save: %s", err);
+    TrainFacts facts = {.tokens_seen = 10 * B * T, .wall_s = 12.5};
+    CHECK(trainmodel_save(&first, path, &facts, 1, NULL, NULL, err) == 0, "save: %s", err);
     if (trainmodel_load(&resumed, path, NULL, T, err)) {
         CHECK(0, "load: %s", err);
         trainmodel_free(&straight);
         trainmodel_free(&first);
         return;
     }
-    CHECK(resumed.step == 10, "resumed at step %llu, expected 10", (unsigned long long)resumed.step);
+    CHECK(resumed.step == 10 && resumed.wall_s == 12.5, "resumed at step %llu after %g s, expected 10 and 12.5",
+          (unsigned long long)resumed.step, resumed.wall_s);
     stream_init(&st, &resumed, T, err);
     train_steps(&resumed, &st, 1, 10, 20, NULL, NULL);
     stream_free(&st);
@@ -198,10 +200,40 @@ static void test_rows_at_offsets(void) {
     }
 }
 
+/* a fine-tune (-init) keeps the model's encoding settings unless a flag is given: a sinusoidal model with
+   amplitude 0.25 stays at 0.25 (the trainer's default of 1 once silently replaced it) */
+static void test_init_keeps_encoding_settings(void) {
+    Config c = small_config(PE_FAMILY_ABSOLUTE);
+    PeSettings pe = settings("sinusoidal"), flags = {0}, got;
+    pe.sinusoid_scale = 0.25;
+    flags.yarn_ext = -1;
+    TrainModel tm;
+    Model m;
+    char err[256], path[512];
+    snprintf(path, sizeof path, "%s/init-pe.gguf", test_tmp_dir);
+    if (trainmodel_init(&tm, &c, &pe, 3, 0.02, 0.02, err)) { CHECK(0, "%s", err); return; }
+    CHECK(trainmodel_save(&tm, path, NULL, 0, NULL, NULL, err) == 0, "save: %s", err);
+    trainmodel_free(&tm);
+    if (model_open(&m, path, err)) { CHECK(0, "open: %s", err); return; }
+    CHECK(train_encoding_settings(&flags, &m, &got, err) == 0 && !strcmp(got.method, "sinusoidal") && got.sinusoid_scale == 0.25,
+          "no flags: %s at amplitude %g (%s)", got.method, got.sinusoid_scale, err);
+    flags.sinusoid_scale = 0.5;
+    CHECK(train_encoding_settings(&flags, &m, &got, err) == 0 && got.sinusoid_scale == 0.5, "-sinusoid-scale 0.5 gave %g", got.sinusoid_scale);
+    snprintf(flags.method, sizeof flags.method, "rope");
+    CHECK(train_encoding_settings(&flags, &m, &got, err) == -1 && strstr(err, "encoding family is absolute") && !strchr(err, '\n'),
+          "-pe rope on a sinusoidal model: %s", err);
+    CHECK(train_encoding_settings(&flags, NULL, &got, err) == 0 && !strcmp(got.method, "rope") && got.rope_base == 10000,
+          "a new model: %s, base %g", got.method, got.rope_base);
+    snprintf(flags.method, sizeof flags.method, "bogus");
+    CHECK(train_encoding_settings(&flags, NULL, &got, err) == -1 && strstr(err, "unknown positional encoding 'bogus'"), "-pe bogus: %s", err);
+    model_close(&m);
+}
+
 void suite_train(void) {
     RUN(test_loss_falls_every_encoding);
     RUN(test_deterministic_for_seed_and_threads);
     RUN(test_checkpoint_resumes_exactly);
     RUN(test_runtime_logits_equal_trainer);
     RUN(test_rows_at_offsets);
+    RUN(test_init_keeps_encoding_settings);
 }
