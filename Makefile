@@ -96,8 +96,8 @@ test-asan:
 	$(MAKE) suite BUILD=build-asan OMP=0 OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined"
 
-models: train
-	sh models/make-zoo.sh
+models: train   # from scratch; `sh models/make-zoo.sh` resumes an interrupted build
+	FORCE=1 sh models/make-zoo.sh
 
 # the extrapolation study on the zoo (needs `make models` and data/brown-heldout.txt); writes results/
 study: study-tool run

@@ -4,8 +4,9 @@
 # position interpolation and with YaRN. Writes models/zoo/*.gguf, logs in logs/zoo-*.log, and the
 # model card models/zoo/card.md. Usage: sh models/make-zoo.sh [names...]   (default: all; "card": only
 # rewrite the card from the logs)
-# A model already in models/zoo is kept (FORCE=1 retrains it), and a model whose training was
-# interrupted continues from its checkpoint (logs/zoo-NAME.ckpt), so an interrupted build resumes.
+# FORCE=1 (`make models`) first deletes the named models and their checkpoints and trains them from
+# scratch. Without it a model already in models/zoo is kept and one whose training was interrupted
+# continues from its checkpoint (logs/zoo-NAME.ckpt): rerunning without FORCE resumes a build.
 set -eu
 cd "$(dirname "$0")/.."
 [ -f data/brown-train.txt ] || sh models/fetch-brown.sh data
@@ -48,10 +49,12 @@ train_one() {   # name, flags...: checkpointed every 250 steps; an interrupted r
 ALL="rope alibi sinusoidal learned none t5 rope-pi4 rope-yarn4"
 names=${*:-$ALL}
 [ "$names" = card ] && names=""
+if [ "${FORCE:-0}" = 1 ]; then   # from scratch: a rerun without FORCE then resumes this build, not the old zoo
+    for n in $names; do rm -f "models/zoo/$n.gguf" "logs/zoo-$n.ckpt"; done
+fi
 running=0
 for n in $names; do
-    if [ -s "models/zoo/$n.gguf" ] && [ "${FORCE:-0}" != 1 ]; then echo "== $n: kept" >&2; continue; fi
-    [ "${FORCE:-0}" = 1 ] && rm -f "logs/zoo-$n.ckpt"
+    if [ -s "models/zoo/$n.gguf" ] && [ ! -s "logs/zoo-$n.ckpt" ]; then echo "== $n: kept" >&2; continue; fi
     case $n in
     rope|alibi|learned|none|t5) set -- $COMMON -pe "$n" -mix "$MIX" -steps "$STEPS" -recipe "$RECIPE" ;;
     # amplitude 1 swamps the 0.02-std token embeddings ~35:1 and the model learned nothing (README); at
