@@ -330,6 +330,37 @@ void gguf_string_array(const void *elems, uint64_t n, const char **ptrs, uint64_
     }
 }
 
+void gguf_format_value(const GgufKV *kv, char *out, size_t cap) {
+    const uint8_t *v = kv->val;
+    if (kv->type == GGUF_ARRAY) {
+        snprintf(out, cap, "[%s x %llu]", type_name(kv->arr_type), (unsigned long long)kv->arr_n);
+        return;
+    }
+    if (kv->type == GGUF_STRING) {
+        uint64_t len;
+        memcpy(&len, v, 8);
+        snprintf(out, cap, "%.*s", (int)(len > cap ? cap : len), (const char *)v + 8);
+        gguf_one_line(out);
+        return;
+    }
+    union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32; float f32;
+            uint64_t u64; int64_t i64; double f64; } x;
+    memcpy(&x, v, gguf_type_size(kv->type));
+    switch (kv->type) {
+    case GGUF_U8: snprintf(out, cap, "%u", x.u8); break;
+    case GGUF_I8: snprintf(out, cap, "%d", x.i8); break;
+    case GGUF_U16: snprintf(out, cap, "%u", x.u16); break;
+    case GGUF_I16: snprintf(out, cap, "%d", x.i16); break;
+    case GGUF_U32: snprintf(out, cap, "%u", x.u32); break;
+    case GGUF_I32: snprintf(out, cap, "%d", x.i32); break;
+    case GGUF_F32: snprintf(out, cap, "%.9g", x.f32); break;
+    case GGUF_BOOL: snprintf(out, cap, "%s", x.u8 ? "true" : "false"); break;
+    case GGUF_U64: snprintf(out, cap, "%llu", (unsigned long long)x.u64); break;
+    case GGUF_I64: snprintf(out, cap, "%lld", (long long)x.i64); break;
+    default: snprintf(out, cap, "%.17g", x.f64); break;
+    }
+}
+
 /* ---- writing ---- */
 
 void gguf_w_init(GgufWriter *w) { memset(w, 0, sizeof *w); }

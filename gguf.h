@@ -68,6 +68,9 @@ int gguf_get_array(const Gguf *g, const char *key, uint32_t elem_type, uint64_t 
 /* Fills ptrs/lens (n entries each) from an array of strings found by gguf_get_array. */
 void gguf_string_array(const void *elems, uint64_t n, const char **ptrs, uint64_t *lens);
 int gguf_str_eq(GgufStr s, const char *c);
+/* A validated value as one line of text: numbers, booleans, strings (cut at cap - 1 bytes, control
+   characters replaced), arrays as "[type x count]". */
+void gguf_format_value(const GgufKV *kv, char *out, size_t cap);
 
 /* ---- writer ---- */
 typedef struct {

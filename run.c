@@ -20,7 +20,7 @@ static void usage(void) {
     char names[160];
     encoding_list(names, sizeof names);
     printf("usage: ./run model.gguf [options]\n"
-           "  -m MODE            generate (default) | logits | ppl | needle\n"
+           "  -m MODE            generate (default) | logits | ppl | needle | info (the file's metadata)\n"
            "  -i TEXT            prompt (generate)\n"
            "  -n N               tokens to generate (default 256)\n"
            "  -t T               temperature, 0 = greedy (default 1.0)\n"
@@ -207,8 +207,8 @@ static void parse_args(Args *a, int argc, char **argv) {
         if (rope_only && !a->rope_flag_name) a->rope_flag_name = f;
     }
     int ppl = !strcmp(a->mode, "ppl"), needle = !strcmp(a->mode, "needle");
-    if (strcmp(a->mode, "generate") && strcmp(a->mode, "logits") && !ppl && !needle)
-        die("unknown mode '%s' (generate, logits, ppl, needle)", a->mode);
+    if (strcmp(a->mode, "generate") && strcmp(a->mode, "logits") && strcmp(a->mode, "info") && !ppl && !needle)
+        die("unknown mode '%s' (generate, logits, ppl, needle, info)", a->mode);
     if (a->eval_flag && !ppl && !needle) die("%s belongs to -m ppl and -m needle", a->eval_flag);
     if (a->ppl_flag && !ppl) die("%s belongs to -m ppl", a->ppl_flag);
     if (a->needle_flag && !needle) die("%s belongs to -m needle", a->needle_flag);
@@ -255,6 +255,26 @@ static PeSettings encoding_settings(const Model *m, const Args *a) {
     if (a->dyn_kv && strcmp(s.method, "dynamic")) die("-dyn-kv applies to -pe dynamic only (this run uses -pe %s)", s.method);
     if (a->dyn_kv) s.dyn_stale = !strcmp(dyn_kv_names[a->dyn_kv - 1], "stale");
     return s;
+}
+
+/* What the file holds: size, encoding, and every metadata key (the trainer's facts are pelab.train.*),
+   one "key = value" per line so that scripts can read it (models/make-zoo.sh writes the card from it). */
+static void run_info(const Model *m, const char *path) {
+    unsigned long long params = 0;
+    for (uint64_t i = 0; i < m->gguf.n_tensors; i++) {
+        const GgufTensor *t = &m->gguf.tensors[i];
+        params += t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];   /* unused dims are 1 */
+    }
+    printf("file = %s\ngguf.version = %u\ngguf.tensors = %llu\nparameters = %llu\nencoding = %s (%s family)\n", path,
+           m->gguf.version, (unsigned long long)m->gguf.n_tensors, params, m->c.pe.method, encoding_family_name(m->c.pe_family));
+    for (uint64_t i = 0; i < m->gguf.n_kv; i++) {
+        const GgufKV *kv = &m->gguf.kv[i];
+        char key[256], val[1024];
+        snprintf(key, sizeof key, "%.*s", (int)(kv->key.len < sizeof key ? kv->key.len : sizeof key - 1), kv->key.ptr);
+        gguf_one_line(key);
+        gguf_format_value(kv, val, sizeof val);
+        printf("%s = %s\n", key, val);
+    }
 }
 
 static void run_logits(Model *m, const Args *a) {
@@ -444,6 +464,11 @@ int main(int argc, char **argv) {
     char err[GGUF_ERR];
     if (model_open(&m, a.model_path, err)) die("%s", err);
     PeSettings pe = encoding_settings(&m, &a);
+    if (!strcmp(a.mode, "info")) {
+        run_info(&m, a.model_path);
+        model_close(&m);
+        return 0;
+    }
     int ctx = a.ctx > 0 ? a.ctx : m.c.train_ctx;
     Needle g;
     if (!strcmp(a.mode, "needle")) {   /* without -ctx, the cache fits the longest prompt */

@@ -73,16 +73,17 @@ for n in $names; do   # background jobs do not stop the script: check each model
     [ -s "models/zoo/$n.gguf" ] || { echo "error: $n failed, see logs/zoo-$n.log" >&2; exit 1; }
 done
 
-# the model card, from each model's summary line
+# the model card, from the training facts each model carries in its metadata (./run -m info)
+make -s run
 {
     echo "| model | parameters | tokens | wall time | tokens/s | held-out ppl (bytes) at its length | passkey exact at its length |"
     echo "|---|---|---|---|---|---|---|"
     for n in $ALL; do
-        f=logs/zoo-$n.out
-        [ -s "$f" ] || continue
-        awk '{ name=$1; sub(/:$/, "", name); sub(/.*\//, "", name); sub(/\.gguf$/, "", name);
-               ppl=$14; sub(/,$/, "", ppl);
-               printf "| %s | %s | %s | %s s | %s | %s | %s %s %s |\n", name, $2, $4, $6, $8, ppl, $16, $17, $18 }' "$f"
+        [ -s "models/zoo/$n.gguf" ] || continue
+        ./run "models/zoo/$n.gguf" -m info | awk -F ' = ' -v name="$n" '{ v[$1] = $2 }
+            END { w = v["pelab.train.wall_seconds"]
+                  printf "| %s | %s | %s | %.1f s | %.0f | %.3f | %.3f (%d trials) |\n", name, v["parameters"], v["pelab.train.tokens"],
+                         w, v["pelab.train.tokens"] / w, exp(v["pelab.train.heldout_loss"]), v["pelab.train.passkey_exact"], v["pelab.train.passkey_trials"] }'
     done
 } > models/zoo/card.md
 cat models/zoo/card.md

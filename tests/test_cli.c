@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "gguf.h"
 #include "tests/test.h"
 #include "tests/testmodel.h"
 
@@ -547,6 +548,31 @@ static void test_cli_generate(void) {
     proc_free(&p);
 }
 
+/* -m info: one "key = value" line per metadata key after the file's summary, the parameter count the
+   sum of the tensors' elements (counted here from the parsed file) */
+static void test_cli_info(void) {
+    const char *args[] = {path_llama, "-m", "info", NULL};
+    Proc p = run_cli(args);
+    CHECK(p.started && p.exited && p.status == 0 && p.err_len == 0, "[-m info] should exit 0 and print nothing on stderr: %s", describe(&p));
+    Gguf g;
+    char err[GGUF_ERR];
+    if (gguf_open(&g, path_llama, err)) { CHECK(0, "cannot open %s: %s", path_llama, err); proc_free(&p); return; }
+    unsigned long long params = 0;
+    for (uint64_t i = 0; i < g.n_tensors; i++) params += g.tensors[i].ne[0] * g.tensors[i].ne[1] * g.tensors[i].ne[2] * g.tensors[i].ne[3];
+    char want[5][96];
+    snprintf(want[0], sizeof want[0], "\nparameters = %llu\n", params);
+    snprintf(want[1], sizeof want[1], "\ngguf.tensors = %llu\n", (unsigned long long)g.n_tensors);
+    snprintf(want[2], sizeof want[2], "\nllama.rope.freq_base = 10000\n");
+    snprintf(want[3], sizeof want[3], "\ntokenizer.ggml.tokens = [string x 512]\n");
+    snprintf(want[4], sizeof want[4], "\nencoding = rope (rope family)\n");
+    for (int i = 0; p.out && i < 5; i++) CHECK(strstr(p.out, want[i]), "[-m info] output lacks '%.*s'", (int)strlen(want[i]) - 2, want[i] + 1);
+    int lines = 0;
+    for (size_t i = 0; i < p.out_len; i++) lines += p.out[i] == '\n';
+    CHECK(lines == 5 + (int)g.n_kv, "[-m info] %d lines, want 5 + %llu keys", lines, (unsigned long long)g.n_kv);
+    gguf_close(&g);
+    proc_free(&p);
+}
+
 static void test_cli_generate_deterministic(void) {
     const char *greedy[] = {UNTRAINED, "-s", "7", "-n", "20", "-t", "0", "-i", "hello", NULL};
     const char *sampled[] = {UNTRAINED, "-s", "7", "-n", "40", "-t", "1.0", "-p", "0.95", "-i", "seeded", NULL};
@@ -823,6 +849,7 @@ void suite_cli(void) {
     RUN(test_cli_damaged_models);
     RUN(test_cli_help);
     RUN(test_cli_generate);
+    RUN(test_cli_info);
     RUN(test_cli_generate_deterministic);
     RUN(test_cli_exact_arguments);
     RUN(test_cli_logits_finite);

@@ -252,7 +252,8 @@ static void test_roundtrip_and_getters(void) {
     gguf_w_array(&w, "t.a_bool", GGUF_BOOL, bools, 3);
     gguf_w_str_array(&w, "t.a_str", strs, 3);
     gguf_w_str_array(&w, "t.a_none", strs, 0);
-    const uint64_t n_kv = 17;
+    gguf_w_str(&w, "t.lines", "two\nlines");
+    const uint64_t n_kv = 18;
     static const float ta[6] = {1, 2, 3, 4, 5, 6};
     static const uint16_t tb[4] = {0x3C00, 0xC000, 0, 0x7BFF};   /* f16: 1, -2, 0, 65504 */
     uint8_t tc[68];
@@ -327,6 +328,22 @@ static void test_roundtrip_and_getters(void) {
         CHECK(!memcmp(t->data, want, ts[i].nbytes), "tensor %s: data differs", ts[i].name);
         CHECK(((const uint8_t *)t->data - g.map) % 32 == 0, "tensor %s: data not 32-byte aligned in the file", ts[i].name);
     }
+
+    /* values as text (./run -m info): exact digits, strings on one line, arrays by type and count */
+    static const struct { const char *key, *want; } texts[] = {
+        {"t.str", "hello, gguf"}, {"t.empty", ""}, {"t.u32", "4000000000"}, {"t.u64big", "9223372036854775808"},
+        {"t.f32", "-1.5"}, {"t.true", "true"}, {"t.false", "false"}, {"t.a_f64", "[f64 x 2]"}, {"t.a_str", "[string x 3]"},
+        {"t.lines", "two?lines"},
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        const GgufKV *kv = gguf_find(&g, texts[i].key);
+        char text[64] = "(missing)";
+        if (kv) gguf_format_value(kv, text, sizeof text);
+        CHECK(!strcmp(text, texts[i].want), "%s as text: '%s', want '%s'", texts[i].key, text, texts[i].want);
+    }
+    char cut[6];
+    gguf_format_value(gguf_find(&g, "t.str"), cut, sizeof cut);
+    CHECK(!strcmp(cut, "hello"), "t.str cut to 6 bytes: '%s', want 'hello'", cut);
 
     /* getter errors: wrong type and out of range are -1 with a one-line message; missing is 0, out untouched */
     char e2[GGUF_ERR];
