@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "buffer.h"
 #include "f16.h"
 #include "model.h"
 
@@ -73,8 +74,9 @@ void kv_move_keys(KVCache *kv, const Encoding *to, const Encoding *from, int fir
             /* one slot's key rows of every layer, as float, moved in one call: the rotation's sines and
                cosines (most of dynamic NTK's time) are computed once for all layers, and a half row is
                rounded once */
-            float *keys = malloc(per_key * sizeof *keys);
-            if (!keys) { fprintf(stderr, "error: out of memory moving the cached keys\n"); exit(1); }
+            static _Thread_local void *buf;
+            static _Thread_local size_t cap;
+            float *keys = buffer_reserve(&buf, &cap, per_key * sizeof *keys, "moving the cached keys");
             #pragma omp for schedule(static)
             for (int i = first; i < first + n; i++) {
                 for (int l = 0; l < kv->n_layers; l++) {
@@ -89,7 +91,6 @@ void kv_move_keys(KVCache *kv, const Encoding *to, const Encoding *from, int fir
                     else memcpy(row, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim * sizeof *keys);
                 }
             }
-            free(keys);
         }
     }
     for (int i = first; i < first + n; i++) kv->pos[i] += delta;

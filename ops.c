@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "buffer.h"
 #include "f16.h"
 #include "ops.h"
 
@@ -101,15 +102,9 @@ static void gemm_serial(REAL *C, const REAL *A, const REAL *B, int M, int K, int
 
 /* a reusable per-thread buffer (two: slot 0 and 1) for transposes and panels */
 static REAL *scratch(int slot, size_t n) {
-    static _Thread_local REAL *buf[2];
+    static _Thread_local void *buf[2];
     static _Thread_local size_t cap[2];
-    if (n > cap[slot]) {
-        free(buf[slot]);
-        buf[slot] = malloc(n * sizeof(REAL));
-        cap[slot] = buf[slot] ? n : 0;
-        if (!buf[slot]) { fprintf(stderr, "error: out of memory in matmul\n"); exit(1); }
-    }
-    return buf[slot];
+    return buffer_reserve(&buf[slot], &cap[slot], n * sizeof(REAL), "in matmul");
 }
 
 /* C[M][N] (+)= A[M][K] B[K][N], A dense; B's element (k, n) is B[k * bk + n * bn], so that B may be

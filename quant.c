@@ -19,6 +19,7 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #define HAVE_AVX512_VNNI 1
 #endif
+#include "buffer.h"
 #include "encodings/encoding.h"
 #include "gguf.h"
 #include "ops.h"
@@ -220,8 +221,10 @@ void linear_forward(float *y, const float *x, const Mat *W, const float *b, int 
     int nb = I / QK8_0;
     BlockQ8_0 *xq = NULL;
     if (W->type == GGML_Q8_0) {
-        xq = malloc((size_t)T * nb * sizeof *xq);
-        if (!xq) { fprintf(stderr, "error: out of memory in linear_forward\n"); exit(1); }
+        /* kept between products: a decoding step makes seven per layer */
+        static _Thread_local void *buf;
+        static _Thread_local size_t cap;
+        xq = buffer_reserve(&buf, &cap, (size_t)T * nb * sizeof *xq, "in linear_forward");
         #pragma omp parallel for schedule(static) if (T > 1)
         for (int t = 0; t < T; t++) quantize_row_q8_0(xq + (size_t)t * nb, x + (size_t)t * I, (size_t)I);
     }
@@ -243,7 +246,6 @@ void linear_forward(float *y, const float *x, const Mat *W, const float *b, int 
                         for (int i = 0; i < nw; i++) yb[(size_t)j * O + i] += b[o + i];
                 }
         }
-    free(xq);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -225,16 +225,8 @@ static void parse_args(Args *a, int argc, char **argv) {
 /* The file's encoding settings with the flags applied on top. */
 static PeSettings encoding_settings(const Model *m, const Args *a) {
     PeSettings s = m->c.pe;
-    if (a->pe) {
-        const EncodingMethod *em = encoding_find(a->pe);
-        char names[160];
-        encoding_list(names, sizeof names);
-        if (!em) die("unknown positional encoding '%s' (known: %s)", a->pe, names);
-        if (em->family != m->c.pe_family)
-            die("-pe %s does not apply to this model: its encoding family is %s", a->pe, encoding_family_name(m->c.pe_family));
-        snprintf(s.method, sizeof s.method, "%s", a->pe);
-        if (!strcmp(a->pe, "rope")) s.scale = 0;   /* plain RoPE: no scaling, whatever the file says */
-    }
+    char err[GGUF_ERR];
+    if (a->pe && encoding_select(&s, a->pe, (int)m->c.pe_family, "this model", err)) die("%s", err);
     if (a->rope_flag_name && m->c.pe_family != PE_FAMILY_ROPE)
         die("%s applies to RoPE encodings only, and this model uses %s", a->rope_flag_name, encoding_family_name(m->c.pe_family));
     if (a->alibi_max_bias > 0 && m->c.pe_family != PE_FAMILY_ALIBI)

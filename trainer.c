@@ -136,17 +136,7 @@ int train_encoding_settings(const PeSettings *flags, const Model *init, PeSettin
                     .sinusoid_scale = 1};
     snprintf(s.method, sizeof s.method, "rope");
     if (init) s = init->c.pe;
-    if (flags->method[0]) {
-        const EncodingMethod *em = encoding_find(flags->method);
-        char names[160];
-        encoding_list(names, sizeof names);
-        if (!em) return encoding_error(err, "unknown positional encoding '%s' (known: %s)", flags->method, names);
-        if (init && em->family != init->c.pe_family)
-            return encoding_error(err, "-pe %s does not apply to the -init model: its encoding family is %s", flags->method,
-                                  encoding_family_name(init->c.pe_family));
-        snprintf(s.method, sizeof s.method, "%s", flags->method);
-        if (!strcmp(s.method, "rope")) s.scale = 0;   /* plain RoPE: no scaling, whatever the file says */
-    }
+    if (flags->method[0] && encoding_select(&s, flags->method, init ? (int)init->c.pe_family : -1, "the -init model", err)) return -1;
     if (flags->rope_base > 0) s.rope_base = flags->rope_base;
     if (flags->scale > 0) s.scale = flags->scale;
     if (flags->orig_ctx > 0) s.orig_ctx = flags->orig_ctx;

@@ -96,6 +96,11 @@ struct Encoding {
 const EncodingMethod *encoding_find(const char *name);
 const char *encoding_family_name(PeFamily f);
 void encoding_list(char *out, int cap);   /* "none|learned|..." */
+/* The method called name, for a model of the given family (-1: any, a model being created); NULL and
+   err naming the problem if there is none or it is of another family ("does not apply to <which>"). */
+const EncodingMethod *encoding_lookup(const char *name, int family, const char *which, char *err);
+/* -pe name over the settings s (plain "rope" drops the file's scaling); 0 or -1 + err as above. */
+int encoding_select(PeSettings *s, const char *name, int family, const char *which, char *err);
 /* Applies the method named in e->set.method to a model of family `model_family`; 0 or -1 + err. */
 int encoding_init(Encoding *e, PeFamily model_family, char *err);
 

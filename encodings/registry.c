@@ -44,17 +44,32 @@ void encoding_list(char *out, int cap) {
     for (int i = 0; i < N_METHODS && n < cap; i++) n += snprintf(out + n, cap - n, "%s%s", i ? "|" : "", methods[i].name);
 }
 
-int encoding_init(Encoding *e, PeFamily model_family, char *err) {
+const EncodingMethod *encoding_lookup(const char *name, int family, const char *which, char *err) {
+    const EncodingMethod *m = encoding_find(name);
     char names[160];
-    const EncodingMethod *m = encoding_find(e->set.method);
     if (!m) {
         encoding_list(names, sizeof names);
-        return encoding_error(err, "unknown positional encoding '%s' (known: %s)", e->set.method, names);
+        encoding_error(err, "unknown positional encoding '%s' (known: %s)", name, names);
+        return NULL;
     }
     /* an override stays inside the family the model was trained with: the weights only make sense there */
-    if (m->family != model_family)
-        return encoding_error(err, "-pe %s does not apply to this model: its encoding family is %s", m->name,
-                              encoding_family_name(model_family));
+    if (family >= 0 && m->family != (PeFamily)family) {
+        encoding_error(err, "-pe %s does not apply to %s: its encoding family is %s", name, which, encoding_family_name((PeFamily)family));
+        return NULL;
+    }
+    return m;
+}
+
+int encoding_select(PeSettings *s, const char *name, int family, const char *which, char *err) {
+    if (!encoding_lookup(name, family, which, err)) return -1;
+    snprintf(s->method, sizeof s->method, "%s", name);
+    if (!strcmp(name, "rope")) s->scale = 0;   /* plain RoPE: no scaling, whatever the file says */
+    return 0;
+}
+
+int encoding_init(Encoding *e, PeFamily model_family, char *err) {
+    const EncodingMethod *m = encoding_lookup(e->set.method, (int)model_family, "this model", err);
+    if (!m) return -1;
     e->method = m;
     e->ops = m->ops;
     e->max_pos = 0x7ffffffe;   /* so that the next position, max + 1, is still an int */
