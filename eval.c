@@ -12,7 +12,7 @@
 void eval_describe(const Model *m, const char *path, char *out, size_t cap) {
     const Encoding *e = &m->pe;
     int n = snprintf(out, cap, "%s, -pe %s", path, e->method->name);
-    if (e->method->family == PE_FAMILY_ROPE && strcmp(e->method->name, "rope") && n >= 0 && (size_t)n < cap)
+    if (e->set.scale > 0 && n >= 0 && (size_t)n < cap)   /* the scaling methods: RoPE's and alibi-pi */
         n += snprintf(out + n, cap - n, ", s = %g", e->set.scale);
     if (n >= 0 && (size_t)n < cap) n += snprintf(out + n, cap - n, ", ctx %d, trained at %d", m->kv.n_slots, m->c.train_ctx);
     if (e->set.dyn_stale && n >= 0 && (size_t)n < cap) n += snprintf(out + n, cap - n, ", -dyn-kv stale");

@@ -35,7 +35,8 @@ static void usage(void) {
            "                     the rest and re-rotate the kept keys (default: stop when full)\n"
            "positional encoding (default: what the model file says):\n"
            "  -pe NAME           %s\n"
-           "  -scale S           RoPE scaling factor s (default: the file's, else ctx / original context)\n"
+           "  -scale S           scaling factor s of a RoPE scaling or alibi-pi (default: the file's, else\n"
+           "                     ctx / original context)\n"
            "  -orig-ctx L        original (training) context for scaling (default: the file's)\n"
            "  -rope-base B       rotary base (default: the file's, else 10000)\n"
            "  -rope-dims N       rotary dimensions (default: the file's, else the head dim)\n"
@@ -107,6 +108,7 @@ typedef struct {
     double scale, rope_base, beta_fast, beta_slow, yarn_attn, yarn_ext, llama3_low, llama3_high, alibi_max_bias;
     int orig_ctx, rope_dims;
     const char *rope_flag_name;   /* the first RoPE-only flag given, for the error on non-RoPE models */
+    const char *scale_flag_name;  /* -scale or -orig-ctx: for the RoPE scalings and alibi-pi */
     int dyn_kv;       /* -dyn-kv: 0 not given, else 1 + its index in dyn_kv_names */
     /* evaluation modes; the first flag given of each group, for the error in another mode */
     const char *text, *csv, *lengths, *haystack, *svg, *dist_svg, *dist_csv;
@@ -153,7 +155,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         if (!group && !one_of(f, known)) die("unknown flag %s (see ./run -h)", f);
         if (i + 1 >= argc) die("flag %s needs a value", f);
         const char *v = argv[++i];
-        int rope_only = 0;
+        int rope_only = 0, scaling = 0;
         if (group && !*group) *group = f;
         if (!strcmp(f, "-m")) a->mode = v;
         else if (!strcmp(f, "-i")) a->prompt = v;
@@ -185,11 +187,11 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "-svg")) a->svg = v;
         else if (!strcmp(f, "-distance-svg")) a->dist_svg = v;
         else if (!strcmp(f, "-distance-csv")) a->dist_csv = v;
+        else if (!strcmp(f, "-scale")) a->scale = parse_num(f, v, 1e-6, 1e6), scaling = 1;
+        else if (!strcmp(f, "-orig-ctx")) a->orig_ctx = (int)parse_int(f, v, 1, 1 << 30), scaling = 1;
         else {
             rope_only = 1;
-            if (!strcmp(f, "-scale")) a->scale = parse_num(f, v, 1e-6, 1e6);
-            else if (!strcmp(f, "-orig-ctx")) a->orig_ctx = (int)parse_int(f, v, 1, 1 << 30);
-            else if (!strcmp(f, "-rope-base")) a->rope_base = parse_num(f, v, 1.0 + 1e-9, 1e12);
+            if (!strcmp(f, "-rope-base")) a->rope_base = parse_num(f, v, 1.0 + 1e-9, 1e12);
             else if (!strcmp(f, "-rope-dims")) a->rope_dims = (int)parse_int(f, v, 2, 2 * PE_MAX_PAIRS);
             else if (!strcmp(f, "-rope-layout")) {
                 if (strcmp(v, "interleaved") && strcmp(v, "neox")) die("-rope-layout expects interleaved or neox, got '%s'", v);
@@ -205,6 +207,7 @@ static void parse_args(Args *a, int argc, char **argv) {
             else die("unknown flag %s (see ./run -h)", f);
         }
         if (rope_only && !a->rope_flag_name) a->rope_flag_name = f;
+        if (scaling && !a->scale_flag_name) a->scale_flag_name = f;
     }
     int ppl = !strcmp(a->mode, "ppl"), needle = !strcmp(a->mode, "needle");
     if (strcmp(a->mode, "generate") && strcmp(a->mode, "logits") && strcmp(a->mode, "info") && !ppl && !needle)
@@ -231,7 +234,10 @@ static PeSettings encoding_settings(const Model *m, const Args *a) {
         die("%s applies to RoPE encodings only, and this model uses %s", a->rope_flag_name, encoding_family_name(m->c.pe_family));
     if (a->alibi_max_bias > 0 && m->c.pe_family != PE_FAMILY_ALIBI)
         die("-alibi-max-bias applies to ALiBi only, and this model uses %s", encoding_family_name(m->c.pe_family));
-    if (a->scale > 0 && !strcmp(s.method, "rope")) die("-scale needs a scaling method: -pe linear|ntk|dynamic|yarn|llama3");
+    if (a->scale_flag_name && m->c.pe_family != PE_FAMILY_ROPE && m->c.pe_family != PE_FAMILY_ALIBI)
+        die("%s applies to RoPE and ALiBi encodings only, and this model uses %s", a->scale_flag_name, encoding_family_name(m->c.pe_family));
+    if (a->scale > 0 && (!strcmp(s.method, "rope") || !strcmp(s.method, "alibi")))
+        die("-scale needs a scaling method: -pe %s", strcmp(s.method, "rope") ? "alibi-pi" : "linear|ntk|dynamic|yarn|llama3");
     if (a->scale > 0) s.scale = a->scale;
     if (a->orig_ctx > 0) s.orig_ctx = a->orig_ctx;
     if (a->rope_base > 0) s.rope_base = a->rope_base;

@@ -23,7 +23,7 @@ typedef enum { SINUSOID_VASWANI = 0, SINUSOID_FAIRSEQ = 1 } SinusoidVariant;
 
 /* Settings: what the model file says, overridden by flags. 0 means "unset" unless noted. */
 typedef struct {
-    char method[16];          /* a registry name: none learned sinusoidal rope linear ntk dynamic yarn llama3 alibi t5 */
+    char method[16];          /* a registry name: none learned sinusoidal rope linear ntk dynamic yarn llama3 alibi alibi-pi t5 */
     double rope_base;         /* B (default 10000) */
     int n_rot;                /* rotary dims n (default head_dim) */
     RopeLayout layout;
@@ -117,6 +117,10 @@ int pe_dynamic_setup(Encoding *e, char *err);
 int pe_yarn_setup(Encoding *e, char *err);
 int pe_llama3_setup(Encoding *e, char *err);
 int pe_alibi_setup(Encoding *e, char *err);
+int pe_alibi_pi_setup(Encoding *e, char *err);
+/* The scale s of a scaling method: the flag, else the file's factor (both already in set.scale), else
+   run ctx / set.orig_ctx, at least 1. */
+double pe_resolve_scale(const Encoding *e);
 int pe_t5_setup(Encoding *e, char *err);
 
 /* Pure formulas, exposed for tests (pe-spec test vectors). */

@@ -25,8 +25,7 @@ static void base_theta(Encoding *e, double base, int use_divisors) {
     e->base_eff = base;
 }
 
-/* The scale s: the flag, else the file's factor (both already in set.scale), else ctx / L. */
-static double resolve_scale(const Encoding *e) {
+double pe_resolve_scale(const Encoding *e) {
     if (e->set.scale > 0) return e->set.scale;
     double s = (double)e->model.run_ctx / e->set.orig_ctx;
     return s > 1 ? s : 1;
@@ -59,7 +58,7 @@ int pe_rope_setup(Encoding *e, char *err) {
 
 int pe_linear_setup(Encoding *e, char *err) {
     if (check_common(e, err)) return -1;
-    double s = resolve_scale(e);
+    double s = pe_resolve_scale(e);
     base_theta(e, e->set.rope_base, 1);
     for (int i = 0; i < e->n_pairs; i++) e->theta[i] /= s;
     e->set.scale = s;
@@ -69,7 +68,7 @@ int pe_linear_setup(Encoding *e, char *err) {
 int pe_ntk_setup(Encoding *e, char *err) {
     if (check_common(e, err)) return -1;
     if (e->set.n_rot < 4) return encoding_error(err, "-pe ntk needs at least 4 rotary dims");
-    e->set.scale = resolve_scale(e);
+    e->set.scale = pe_resolve_scale(e);
     base_theta(e, pe_ntk_base(e->set.rope_base, e->set.scale, e->set.n_rot), 1);
     return 0;
 }
@@ -85,7 +84,7 @@ int pe_dynamic_retune(Encoding *e, int seq_len) {
 int pe_dynamic_setup(Encoding *e, char *err) {
     if (check_common(e, err)) return -1;
     if (e->set.n_rot < 4) return encoding_error(err, "-pe dynamic needs at least 4 rotary dims");
-    e->set.scale = resolve_scale(e);
+    e->set.scale = pe_resolve_scale(e);
     e->seq_len = 0;
     pe_dynamic_retune(e, 0);
     return 0;
@@ -93,7 +92,7 @@ int pe_dynamic_setup(Encoding *e, char *err) {
 
 int pe_yarn_setup(Encoding *e, char *err) {
     if (check_common(e, err)) return -1;
-    double s = resolve_scale(e);
+    double s = pe_resolve_scale(e);
     double beta_fast = e->set.beta_fast > 0 ? e->set.beta_fast : 32;   /* 0 counts as unset (HF `x or 32`) */
     double beta_slow = e->set.beta_slow > 0 ? e->set.beta_slow : 1;
     double ext = e->set.yarn_ext >= 0 ? e->set.yarn_ext : 1;
@@ -119,7 +118,7 @@ int pe_yarn_setup(Encoding *e, char *err) {
 
 int pe_llama3_setup(Encoding *e, char *err) {
     if (check_common(e, err)) return -1;
-    double s = resolve_scale(e);
+    double s = pe_resolve_scale(e);
     double low = e->set.llama3_low > 0 ? e->set.llama3_low : 1;
     double high = e->set.llama3_high > 0 ? e->set.llama3_high : 4;
     if (high <= low) return encoding_error(err, "llama3 high frequency factor %g must exceed the low factor %g", high, low);

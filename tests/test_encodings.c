@@ -951,6 +951,37 @@ static void test_alibi_bias_rows(void) {
     CHECK(e.ops->shiftable == 1, "ALiBi positions can be edited");
 }
 
+static void expect_init_error(Encoding *e, PeFamily fam, const char *what);
+
+/* ALiBi + PI (study.md: "distances divided by s"): at s = 4 the bias of distance 4d is ALiBi's bias of
+   distance d; s defaults to run ctx / L (at least 1), -scale (set.scale) wins, and a run within L is
+   plain ALiBi */
+static void test_alibi_pi(void) {
+    Encoding e;
+    static const int pk[3] = {0, 4, 8};
+    static const double want[3] = {-0.5, -0.25, 0};   /* head 0 of 4: slope 1/4, distances 8, 4, 0 over s = 4 */
+    for (int k = 0; k < 2; k++) {
+        enc_prepare(&e, "alibi-pi", 8);
+        e.model.n_heads = 4;
+        if (k == 0) e.model.run_ctx = 1024;   /* s = 1024 / 256 */
+        else e.set.scale = 4;
+        if (!enc_init(&e, PE_FAMILY_ALIBI)) return;
+        CHECK(e.set.scale == 4, "alibi-pi %s: s = %g, want 4", k ? "-scale 4" : "at 4L", e.set.scale);
+        float sc[3] = {0};
+        e.ops->add_bias(&e, 0, 8, pk, 3, sc);
+        for (int j = 0; j < 3; j++) CHECK(sc[j] == (float)want[j], "alibi-pi s=4 q=8 k=%d: bias %.9g want %.9g", pk[j], sc[j], want[j]);
+    }
+    enc_prepare(&e, "alibi-pi", 8);
+    e.model.n_heads = 4;
+    e.model.run_ctx = 128;
+    if (!enc_init(&e, PE_FAMILY_ALIBI)) return;
+    static const double sl[4] = {0.25, 0.0625, 0.015625, 0.00390625};
+    CHECK(e.set.scale == 1, "alibi-pi within L: s = %g, want 1", e.set.scale);
+    check_slopes(e.slopes, sl, 4, "alibi-pi within L");
+    enc_prepare(&e, "alibi-pi", 8);
+    expect_init_error(&e, PE_FAMILY_ROPE, "alibi-pi on a RoPE model");
+}
+
 /* §18 pitfall 10 */
 static void test_pitfall10_alibi(void) {
     float s[16];
@@ -1246,6 +1277,7 @@ void suite_encodings(void) {
     RUN(test_pitfall9_large_position_angles);
     /* §10 */
     RUN(test_alibi_slopes);
+    RUN(test_alibi_pi);
     RUN(test_alibi_bias_rows);
     RUN(test_pitfall10_alibi);
     /* §11 */

@@ -502,6 +502,8 @@ static void test_eval_study(void) {
     /* a prediction whose variants were left out keeps its row, saying so */
     CHECK(report && strstr(report, "| 8 | NTK-aware") && strstr(report, "**not tested** | not run: needs the variants rope-ntk, rope-pi and rope-dynamic"),
           "prediction 8: %s", report ? report : "(none)");
+    CHECK(report && strstr(report, "| 13 | ALiBi + PI") && strstr(report, "**not tested** | not run: needs the variants alibi and alibi-pi"),
+          "prediction 13: %s", report ? report : "(none)");
     /* the window-128 total row of rope in ppl.csv, against eval_ppl on the first 301 tokens */
     snprintf(path, sizeof path, "%s/ppl.csv", out);
     char *csv = slurp(path), *line = csv ? strstr(csv, "\nrope,128,0,128,") : NULL;
