@@ -1,5 +1,6 @@
 /* ALiBi (Press et al.): score += -slope_h * (p_q - p_k), after the 1/sqrt(d) scaling, never scaled
-   itself; -pe alibi-pi divides the distance by s. Keys are cached unrotated, so a position edit only changes the stored positions. */
+   itself; -pe alibi-pi divides the distance by s. Keys are cached unrotated, so a position edit only
+   changes the stored positions. */
 #include <math.h>
 #include "encodings/encoding.h"
 
@@ -29,10 +30,7 @@ int pe_alibi_setup(Encoding *e, char *err) {
 /* ALiBi + position interpolation (Al-Khateeb et al.): distances divided by s, so that a context of
    s x L spans the biases the model saw within L. Dividing the distance is dividing the slope. */
 int pe_alibi_pi_setup(Encoding *e, char *err) {
-    if (pe_alibi_setup(e, err)) return -1;
-    if (e->set.orig_ctx <= 0) e->set.orig_ctx = e->model.train_ctx;
-    if (e->set.orig_ctx <= 0) return encoding_error(err, "the original context length is unknown: give -orig-ctx");
-    if (e->set.scale < 0 || !isfinite(e->set.scale)) return encoding_error(err, "scale %g must be positive", e->set.scale);
+    if (pe_alibi_setup(e, err) || pe_scaling_check(e, err)) return -1;
     e->set.scale = pe_resolve_scale(e);
     for (int h = 0; h < e->model.n_heads; h++) e->slopes[h] = (float)(e->slopes[h] / e->set.scale);
     return 0;

@@ -118,6 +118,9 @@ int pe_yarn_setup(Encoding *e, char *err);
 int pe_llama3_setup(Encoding *e, char *err);
 int pe_alibi_setup(Encoding *e, char *err);
 int pe_alibi_pi_setup(Encoding *e, char *err);
+/* The settings every scaling method shares: the original context (default: the training length) known,
+   the scale not negative; 0 or -1 + err. */
+int pe_scaling_check(Encoding *e, char *err);
 /* The scale s of a scaling method: the flag, else the file's factor (both already in set.scale), else
    run ctx / set.orig_ctx, at least 1. */
 double pe_resolve_scale(const Encoding *e);

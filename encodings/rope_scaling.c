@@ -25,6 +25,13 @@ static void base_theta(Encoding *e, double base, int use_divisors) {
     e->base_eff = base;
 }
 
+int pe_scaling_check(Encoding *e, char *err) {
+    if (e->set.orig_ctx <= 0) e->set.orig_ctx = e->model.train_ctx;
+    if (e->set.orig_ctx <= 0) return encoding_error(err, "the original context length is unknown: give -orig-ctx");
+    if (e->set.scale < 0 || !isfinite(e->set.scale)) return encoding_error(err, "scale %g must be positive", e->set.scale);
+    return 0;
+}
+
 double pe_resolve_scale(const Encoding *e) {
     if (e->set.scale > 0) return e->set.scale;
     double s = (double)e->model.run_ctx / e->set.orig_ctx;
@@ -38,9 +45,7 @@ static int check_common(Encoding *e, char *err) {
         return encoding_error(err, "rotary dims %d must be even and at most the head dim %d", e->set.n_rot, hd);
     if (!(e->set.rope_base > 1) || !isfinite(e->set.rope_base))
         return encoding_error(err, "rope base %g must be a finite number > 1", e->set.rope_base);
-    if (e->set.orig_ctx <= 0) e->set.orig_ctx = e->model.train_ctx;
-    if (e->set.orig_ctx <= 0) return encoding_error(err, "the original context length is unknown: give -orig-ctx");
-    if (e->set.scale < 0 || !isfinite(e->set.scale)) return encoding_error(err, "scale %g must be positive", e->set.scale);
+    if (pe_scaling_check(e, err)) return -1;
     if (e->model.freq_div && e->model.n_freq_div != e->set.n_rot / 2)
         return encoding_error(err, "rope_freqs.weight has %d entries, expected rotary dims / 2 = %d", e->model.n_freq_div, e->set.n_rot / 2);
     for (int i = 0; e->model.freq_div && i < e->model.n_freq_div; i++)

@@ -359,6 +359,7 @@ static void test_cli_encoding_mismatch(void) {
         {"-scale on a learned-position model", "-scale applies to RoPE and ALiBi", {"@G", "-scale", "2", NULL}},
         {"-orig-ctx on a learned-position model", "-orig-ctx applies to RoPE and ALiBi", {"@G", "-orig-ctx", "64", NULL}},
         {"-scale on plain ALiBi", "-pe alibi-pi", {"@B", "-scale", "2", NULL}},
+        {"-orig-ctx on plain ALiBi", "-orig-ctx needs a scaling method: -pe alibi-pi", {"@B", "-orig-ctx", "64", NULL}},
         {"-pe alibi-pi on a RoPE model", "family is rope", {"@L", "-pe", "alibi-pi", NULL}},
         {"-yarn-beta-fast on gpt2", "-yarn-beta-fast applies to RoPE", {"@G", "-yarn-beta-fast", "16", NULL}},
         {"-rope-base on gpt2", "-rope-base applies to RoPE", {"@G", "-rope-base", "500", NULL}},
