@@ -106,8 +106,9 @@ int encoding_init(Encoding *e, PeFamily model_family, char *err);
 
 /* Shared by the setups */
 int encoding_error(char *err, const char *fmt, ...);
-extern const EncodingOps pe_none_ops, pe_learned_ops, pe_sinusoidal_ops, pe_rope_ops, pe_dynamic_ops, pe_alibi_ops, pe_t5_ops;
+extern const EncodingOps pe_none_ops, pe_learned_ops, pe_sinusoidal_ops, pe_rope_ops, pe_dynamic_ops, pe_alibi_ops, pe_t5_ops, pe_logn_ops;
 int pe_none_setup(Encoding *e, char *err);
+int pe_logn_setup(Encoding *e, char *err);
 int pe_learned_setup(Encoding *e, char *err);
 int pe_sinusoidal_setup(Encoding *e, char *err);
 int pe_rope_setup(Encoding *e, char *err);
@@ -134,6 +135,7 @@ double pe_yarn_corr_dim(int n_rot, int orig_ctx, double beta, double base);
 double pe_ntk_base(double base, double alpha, int n_rot);
 double pe_dynamic_base(double base, double scale, int seq, int orig_ctx, int n_rot);
 double pe_yarn_mscale(double s);
+double pe_logn_factor(int pos, int train_ctx);   /* max(1, ln(pos+1) / ln(train_ctx)) */
 void pe_rope_apply(const Encoding *e, float *v, int n_vecs, const double *cos_m, const double *sin_m);
 
 #endif

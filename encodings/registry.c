@@ -6,6 +6,7 @@
 
 static const EncodingMethod methods[] = {
     {"none",       PE_FAMILY_NONE,     &pe_none_ops,     pe_none_setup,       "no positional encoding (NoPE)"},
+    {"none-logn",  PE_FAMILY_NONE,     &pe_logn_ops,     pe_logn_setup,       "NoPE, queries past L scaled by ln(p+1)/ln(L) (log-n attention temperature)"},
     {"learned",    PE_FAMILY_ABSOLUTE, &pe_learned_ops,  pe_learned_setup,    "learned absolute table (position_embd.weight)"},
     {"sinusoidal", PE_FAMILY_ABSOLUTE, &pe_sinusoidal_ops,pe_sinusoidal_setup, "fixed sinusoids added to the input (Vaswani)"},
     {"rope",       PE_FAMILY_ROPE,     &pe_rope_ops,     pe_rope_setup,       "rotary, no scaling"},

@@ -361,6 +361,7 @@ static void test_cli_encoding_mismatch(void) {
         {"-scale on plain ALiBi", "-pe alibi-pi", {"@B", "-scale", "2", NULL}},
         {"-orig-ctx on plain ALiBi", "-orig-ctx needs a scaling method: -pe alibi-pi", {"@B", "-orig-ctx", "64", NULL}},
         {"-pe alibi-pi on a RoPE model", "family is rope", {"@L", "-pe", "alibi-pi", NULL}},
+        {"-pe none-logn on a RoPE model", "family is rope", {"@L", "-pe", "none-logn", NULL}},
         {"-yarn-beta-fast on gpt2", "-yarn-beta-fast applies to RoPE", {"@G", "-yarn-beta-fast", "16", NULL}},
         {"-rope-base on gpt2", "-rope-base applies to RoPE", {"@G", "-rope-base", "500", NULL}},
         {"-alibi-max-bias on llama", "-alibi-max-bias applies to ALiBi", {"@L", "-alibi-max-bias", "4", NULL}},

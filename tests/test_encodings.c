@@ -982,6 +982,34 @@ static void test_alibi_pi(void) {
     expect_init_error(&e, PE_FAMILY_ROPE, "alibi-pi on a RoPE model");
 }
 
+/* NoPE + log-n temperature (study.md §11.3): queries at p >= L scaled by ln(p+1)/ln(L), keys never;
+   at L = 256 the factor at p = 511 is ln 512 / ln 256 = 9/8 and at p = 1023 it is 10/8 */
+static void test_none_logn(void) {
+    static const struct { int pos; double f; } want[] = {{0, 1}, {254, 1}, {255, 1}, {256, log(257.0) / log(256.0)}, {511, 1.125}, {1023, 1.25}};
+    for (int i = 0; i < 6; i++) CHECK_REL(pe_logn_factor(want[i].pos, 256), want[i].f, REL_D, "logn factor");
+    Encoding e;
+    enc_prepare(&e, "none-logn", 4);
+    e.model.n_heads = 2;
+    if (!enc_init(&e, PE_FAMILY_NONE)) return;
+    float q[8], k[4], q0[8], k0[4];
+    fill_x(q0, 8);
+    fill_k(k0, 4);
+    static const int at[] = {100, 1023, -1023};   /* -p: the backward pass's adjoint call */
+    static const double f[] = {1, 1.25, 1.25};
+    for (int c = 0; c < 3; c++) {
+        memcpy(q, q0, sizeof q);
+        memcpy(k, k0, sizeof k);
+        e.ops->rotate(&e, at[c], q, 2, k, 1);
+        for (int j = 0; j < 8; j++) CHECK(q[j] == (float)(q0[j] * (float)f[c]), "logn at %d: q[%d] = %g, want %g", at[c], j, q[j], q0[j] * f[c]);
+        CHECK(!memcmp(k, k0, sizeof k), "logn at %d changed a key", at[c]);
+    }
+    enc_prepare(&e, "none-logn", 4);
+    expect_init_error(&e, PE_FAMILY_ROPE, "none-logn on a RoPE model");
+    enc_prepare(&e, "none-logn", 4);
+    e.model.train_ctx = 0;
+    expect_init_error(&e, PE_FAMILY_NONE, "none-logn without a training length");
+}
+
 /* §18 pitfall 10 */
 static void test_pitfall10_alibi(void) {
     float s[16];
@@ -1289,6 +1317,7 @@ void suite_encodings(void) {
     RUN(test_sinusoid_values);
     RUN(test_sinusoid_encoding);
     RUN(test_pitfall12_absolute);
+    RUN(test_none_logn);
     /* errors */
     RUN(test_init_errors);
 }

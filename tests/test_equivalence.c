@@ -14,7 +14,7 @@ typedef struct { const char *family, *method; double scale; } Variant;
 static const Variant variants[] = {
     {"none", "none", 0}, {"learned", "learned", 0}, {"sinusoidal", "sinusoidal", 0}, {"rope", "rope", 0},
     {"rope", "linear", 4}, {"rope", "ntk", 4}, {"rope", "dynamic", 4}, {"rope", "yarn", 4}, {"rope", "llama3", 4},
-    {"alibi", "alibi", 0}, {"t5", "t5", 0},
+    {"alibi", "alibi", 0}, {"t5", "t5", 0}, {"none", "none-logn", 0},
 };
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 
@@ -185,11 +185,12 @@ done:
    positions; shifting twice checks that position deltas accumulate. */
 static void test_context_shift_matches_fresh_run(void) {
     const char *methods[][2] = {{"rope", "rope"}, {"rope", "linear"}, {"rope", "yarn"}, {"rope", "dynamic"},
-                                {"rope", "llama3"}, {"alibi", "alibi"}, {"t5", "t5"}, {"none", "none"}};
+                                {"rope", "llama3"}, {"alibi", "alibi"}, {"t5", "t5"}, {"none", "none"},
+                                {"none", "none-logn"}};
     enum { SLOTS = 16, KEEP = 4 };
     int text[64];
     make_tokens(text, 64, 9);
-    for (int mi = 0; mi < 8; mi++) {
+    for (int mi = 0; mi < (int)(sizeof methods / sizeof methods[0]); mi++) {
         Variant v = {methods[mi][0], methods[mi][1], !strcmp(methods[mi][0], "rope") && strcmp(methods[mi][1], "rope") ? 2 : 0};
         TestModelSpec spec = test_model_spec(v.family);
         spec.n_layers = 1;

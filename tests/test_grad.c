@@ -272,13 +272,15 @@ static Config tiny_config(PeFamily fam, int layernorm) {
 static void test_grad_model_every_encoding(void) {
     const struct { const char *method; PeFamily fam; } encs[] = {
         {"none", PE_FAMILY_NONE}, {"learned", PE_FAMILY_ABSOLUTE}, {"sinusoidal", PE_FAMILY_ABSOLUTE}, {"rope", PE_FAMILY_ROPE},
-        {"linear", PE_FAMILY_ROPE}, {"yarn", PE_FAMILY_ROPE}, {"alibi", PE_FAMILY_ALIBI}, {"t5", PE_FAMILY_T5}};
+        {"linear", PE_FAMILY_ROPE}, {"yarn", PE_FAMILY_ROPE}, {"alibi", PE_FAMILY_ALIBI}, {"t5", PE_FAMILY_T5},
+        {"none-logn", PE_FAMILY_NONE}};
     enum { B = 2, T = 12 };
     int inputs[B * T], targets[B * T];
     for (int i = 0; i < B * T; i++) { inputs[i] = (int)((i * 37 + 11) % 256); targets[i] = (int)((i * 53 + 7) % 256); }
-    for (int ei = 0; ei < 8; ei++) {
+    for (int ei = 0; ei < (int)(sizeof encs / sizeof encs[0]); ei++) {
         for (int ln = 0; ln < 2; ln++) {
             Config c = tiny_config(encs[ei].fam, ln);
+            if (!strcmp(encs[ei].method, "none-logn")) c.train_ctx = 6;   /* queries 6..11 are scaled */
             PeSettings pe = {0};
             snprintf(pe.method, sizeof pe.method, "%s", encs[ei].method);
             pe.rope_base = 10000; pe.yarn_ext = -1; pe.scale = 2; pe.alibi_max_bias = 8; pe.t5_buckets = 8; pe.t5_max_distance = 6;
