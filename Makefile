@@ -17,7 +17,7 @@ LDFLAGS += -fopenmp
 endif
 
 CORE_SRC  = cli.c gguf.c ops.c quant.c model.c kvcache.c sampler.c encodings/registry.c encodings/none.c encodings/logn.c encodings/absolute.c \
-            encodings/rope.c encodings/rope_scaling.c encodings/alibi.c encodings/t5.c tokenizer/tokenizer.c data.c eval.c
+            encodings/rope.c encodings/rope_scaling.c encodings/self_extend.c encodings/alibi.c encodings/t5.c tokenizer/tokenizer.c data.c eval.c
 TRAIN_SRC = trainer.c tokenizer/bpe_train.c
 TEST_SRC  = $(wildcard tests/test_*.c) tests/testmodel.c tests/ops_f64.c
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)

@@ -16,6 +16,7 @@ void eval_describe(const Model *m, const char *path, char *out, size_t cap) {
         n += snprintf(out + n, cap - n, ", s = %g", e->set.scale);
     if (n >= 0 && (size_t)n < cap) n += snprintf(out + n, cap - n, ", ctx %d, trained at %d", m->kv.n_slots, m->c.train_ctx);
     if (e->set.dyn_stale && n >= 0 && (size_t)n < cap) n += snprintf(out + n, cap - n, ", -dyn-kv stale");
+    if (e->ops->far_pos && n >= 0 && (size_t)n < cap) n += snprintf(out + n, cap - n, ", -grp-n %d -grp-w %d", e->set.group_n, e->set.group_w);
     if (m->kv.type != KV_F32 && n >= 0 && (size_t)n < cap) snprintf(out + n, cap - n, ", -kv %s", kv_type_names[m->kv.type]);
 }
 

@@ -13,7 +13,7 @@ const char *const kv_type_names[] = {"f32", "f16", NULL};
 
 static size_t elem_size(KvType type) { return type == KV_F16 ? sizeof(uint16_t) : sizeof(float); }
 
-int kv_init(KVCache *kv, int n_layers, int n_slots, int kv_dim, KvType type, char *err) {
+int kv_init(KVCache *kv, int n_layers, int n_slots, int kv_dim, KvType type, int far_keys, char *err) {
     memset(kv, 0, sizeof *kv);
     size_t rows;
     if (n_slots < 1 || __builtin_mul_overflow((size_t)n_layers * (size_t)n_slots, (size_t)kv_dim, &rows))
@@ -26,9 +26,10 @@ int kv_init(KVCache *kv, int n_layers, int n_slots, int kv_dim, KvType type, cha
     kv->pos = calloc((size_t)n_slots, sizeof *kv->pos);
     kv->k = calloc(rows, elem_size(type));
     kv->v = calloc(rows, elem_size(type));
-    if (!kv->pos || !kv->k || !kv->v) {
+    kv->k_far = far_keys ? calloc(rows, elem_size(type)) : NULL;
+    if (!kv->pos || !kv->k || !kv->v || (far_keys && !kv->k_far)) {
         kv_free(kv);
-        return encoding_error(err, "out of memory for a KV cache of %d slots (%.1f MiB)", n_slots, 2.0 * rows * elem_size(type) / 1048576);
+        return encoding_error(err, "out of memory for a KV cache of %d slots (%.1f MiB)", n_slots, (2.0 + !!far_keys) * rows * elem_size(type) / 1048576);
     }
     return 0;
 }
@@ -37,24 +38,26 @@ void kv_free(KVCache *kv) {
     free(kv->pos);
     free(kv->k);
     free(kv->v);
+    free(kv->k_far);
     memset(kv, 0, sizeof *kv);
 }
 
-size_t kv_bytes(const KVCache *kv) { return 2 * (size_t)kv->n_layers * kv->n_slots * kv->kv_dim * elem_size(kv->type); }
+size_t kv_bytes(const KVCache *kv) { return (kv->k_far ? 3 : 2) * (size_t)kv->n_layers * kv->n_slots * kv->kv_dim * elem_size(kv->type); }
 
 void *kv_row(const KVCache *kv, void *base, int layer, int slot) {
     return (char *)base + ((size_t)layer * kv->n_slots + slot) * kv->kv_dim * elem_size(kv->type);
 }
 
-void kv_store(KVCache *kv, int layer, int slot0, const float *k, const float *v, int T) {
+static void store_rows(KVCache *kv, void *base, int layer, int slot0, const float *x, size_t n) {
+    if (kv->type == KV_F16) f32_to_f16_row(kv_row(kv, base, layer, slot0), x, n);
+    else memcpy(kv_row(kv, base, layer, slot0), x, n * sizeof(float));
+}
+
+void kv_store(KVCache *kv, int layer, int slot0, const float *k, const float *k_far, const float *v, int T) {
     size_t n = (size_t)T * kv->kv_dim;
-    if (kv->type == KV_F16) {
-        f32_to_f16_row(kv_row(kv, kv->k, layer, slot0), k, n);
-        f32_to_f16_row(kv_row(kv, kv->v, layer, slot0), v, n);
-    } else {
-        memcpy(kv_row(kv, kv->k, layer, slot0), k, n * sizeof(float));
-        memcpy(kv_row(kv, kv->v, layer, slot0), v, n * sizeof(float));
-    }
+    store_rows(kv, kv->k, layer, slot0, k, n);
+    store_rows(kv, kv->v, layer, slot0, v, n);
+    if (kv->k_far) store_rows(kv, kv->k_far, layer, slot0, k_far, n);
 }
 
 int kv_max_pos(const KVCache *kv) {
@@ -63,33 +66,40 @@ int kv_max_pos(const KVCache *kv) {
     return mx;
 }
 
+/* One slot's key rows of every layer in `base` (kv->k or kv->k_far), as float, moved in one call from
+   position pos_from to pos_to: the rotation's sines and cosines (most of dynamic NTK's time) are
+   computed once for all layers, and a half row is rounded once. keys: scratch for the rows. */
+static void move_slot(KVCache *kv, void *base, const Encoding *to, const Encoding *from, int slot, int pos_from, int pos_to, float *keys) {
+    int n_vecs = kv->n_layers * kv->kv_dim / to->model.head_dim;
+    for (int l = 0; l < kv->n_layers; l++) {
+        const void *row = kv_row(kv, base, l, slot);
+        if (kv->type == KV_F16) f16_to_f32_row(keys + (size_t)l * kv->kv_dim, row, (size_t)kv->kv_dim);
+        else memcpy(keys + (size_t)l * kv->kv_dim, row, (size_t)kv->kv_dim * sizeof *keys);
+    }
+    to->ops->move_key(to, from, keys, n_vecs, pos_from, pos_to);
+    for (int l = 0; l < kv->n_layers; l++) {
+        void *row = kv_row(kv, base, l, slot);
+        if (kv->type == KV_F16) f32_to_f16_row(row, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim);
+        else memcpy(row, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim * sizeof *keys);
+    }
+}
+
 /* Re-encodes the keys of slots [first, first+n) from (`from`, stored position) to (`to`, stored
-   position + delta), in every layer, and stores the new positions. */
+   position + delta), in every layer, and stores the new positions. The far view's keys (Self-Extend)
+   follow their own positions, far_pos of the old and the new. */
 void kv_move_keys(KVCache *kv, const Encoding *to, const Encoding *from, int first, int n, int delta) {
     if (to->ops->move_key) {
         size_t per_key = (size_t)kv->n_layers * kv->kv_dim;
-        int n_vecs = (int)(per_key / to->model.head_dim);
         #pragma omp parallel
         {
-            /* one slot's key rows of every layer, as float, moved in one call: the rotation's sines and
-               cosines (most of dynamic NTK's time) are computed once for all layers, and a half row is
-               rounded once */
             static _Thread_local void *buf;
             static _Thread_local size_t cap;
             float *keys = buffer_reserve(&buf, &cap, per_key * sizeof *keys, "moving the cached keys");
             #pragma omp for schedule(static)
             for (int i = first; i < first + n; i++) {
-                for (int l = 0; l < kv->n_layers; l++) {
-                    const void *row = kv_row(kv, kv->k, l, i);
-                    if (kv->type == KV_F16) f16_to_f32_row(keys + (size_t)l * kv->kv_dim, row, (size_t)kv->kv_dim);
-                    else memcpy(keys + (size_t)l * kv->kv_dim, row, (size_t)kv->kv_dim * sizeof *keys);
-                }
-                to->ops->move_key(to, from, keys, n_vecs, kv->pos[i], kv->pos[i] + delta);
-                for (int l = 0; l < kv->n_layers; l++) {
-                    void *row = kv_row(kv, kv->k, l, i);
-                    if (kv->type == KV_F16) f32_to_f16_row(row, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim);
-                    else memcpy(row, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim * sizeof *keys);
-                }
+                int p = kv->pos[i];
+                move_slot(kv, kv->k, to, from, i, p, p + delta, keys);
+                if (kv->k_far) move_slot(kv, kv->k_far, to, from, i, from->ops->far_pos(from, p, 0), to->ops->far_pos(to, p + delta, 0), keys);
             }
         }
     }
@@ -106,6 +116,7 @@ int kv_shift(KVCache *kv, const Encoding *e, int keep, int discard, char *err) {
     for (int l = 0; l < kv->n_layers; l++) {
         memmove(kv_row(kv, kv->k, l, keep), kv_row(kv, kv->k, l, keep + discard), bytes);
         memmove(kv_row(kv, kv->v, l, keep), kv_row(kv, kv->v, l, keep + discard), bytes);
+        if (kv->k_far) memmove(kv_row(kv, kv->k_far, l, keep), kv_row(kv, kv->k_far, l, keep + discard), bytes);
     }
     memmove(kv->pos + keep, kv->pos + keep + discard, (size_t)rest * sizeof *kv->pos);
     kv->n_used -= discard;

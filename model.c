@@ -393,7 +393,7 @@ int model_prepare(Model *m, const PeSettings *pe, int n_slots, KvType kv_type, i
         return encoding_error(err, "-kv f16 does not combine with -pe %s: every new position re-rotates every cached key, and the "
                                    "half rounding would build up; use -kv f32 (or -dyn-kv stale)", e->method->name);
     kv_free(&m->kv);
-    if (kv_init(&m->kv, c->n_layers, n_slots, c->n_kv_heads * c->head_dim, kv_type, err)) return -1;
+    if (kv_init(&m->kv, c->n_layers, n_slots, c->n_kv_heads * c->head_dim, kv_type, e->ops->far_pos != NULL, err)) return -1;
     runstate_free(&m->s);
     return runstate_init(&m->s, c, max_chunk, 0, err);
 }
@@ -433,7 +433,8 @@ int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, char
     for (int i = 0; i < 15; i++) per_layer += sz[i];
     per_layer += T * c->hidden_dim;   /* h */
     int n_sets = keep_layers ? c->n_layers : 1;
-    size_t total = per_layer * n_sets + 4 * T * D + 2 * T;
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t total = per_layer * n_sets + 4 * T * D + 2 * T + T * (qd + kvd);
     s->block = malloc(total * sizeof(float));
     if (!s->block) return encoding_error(err, "out of memory for a run state of %d-token chunks", max_T);
     float *p = s->block;
@@ -450,6 +451,8 @@ int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, char
     s->proj = p; p += T * D;
     s->mean_out = p; p += T;
     s->rstd_out = p; p += T;
+    s->q_far = p; p += T * qd;
+    s->k_far = p; p += T * kvd;
     if (!keep_layers) {   /* one residual buffer, updated in place through every layer */
         for (int l = 1; l < c->n_layers; l++) s->layer[l] = s->layer[0];
         for (int l = 0; l < c->n_layers; l++) s->layer[l].x_mid = s->layer[0].x;
@@ -495,12 +498,21 @@ void transformer_forward(const Config *c, const Weights *w, const Encoding *e, K
         linear_forward(a->q, a->xn, &lw->wq, lw->bq, T, D, qd);
         linear_forward(a->k, a->xn, &lw->wk, lw->bk, T, D, kvd);
         linear_forward(a->v, a->xn, &lw->wv, lw->bv, T, D, kvd);
+        if (e->ops->far_pos) {   /* the far view: the same q and k, rotated at the encoding's far positions */
+            memcpy(s->q_far, a->q, (size_t)T * qd * sizeof(float));
+            memcpy(s->k_far, a->k, (size_t)T * kvd * sizeof(float));
+            for (int t = 0; t < T; t++) {
+                e->ops->rotate(e, e->ops->far_pos(e, pos0 + t, 1), s->q_far + (size_t)t * qd, c->n_heads, NULL, 0);
+                e->ops->rotate(e, e->ops->far_pos(e, pos0 + t, 0), NULL, 0, s->k_far + (size_t)t * kvd, c->n_kv_heads);
+            }
+        }
         if (e->ops->rotate)
             for (int t = 0; t < T; t++)
                 e->ops->rotate(e, pos0 + t, a->q + (size_t)t * qd, c->n_heads, a->k + (size_t)t * kvd, c->n_kv_heads);
-        kv_store(kv, l, slot0, a->k, a->v, T);
-        attention_forward(a->att, a->lse, a->q, kv_row(kv, kv->k, l, 0), kv_row(kv, kv->v, l, 0), kv->type == KV_F16, kv->pos,
-                          slot0 + T, pos0, T, c->n_heads, c->n_kv_heads, c->head_dim, e);
+        kv_store(kv, l, slot0, a->k, s->k_far, a->v, T);
+        int far = kv->k_far != NULL;
+        attention_forward(a->att, a->lse, a->q, far ? s->q_far : NULL, kv_row(kv, kv->k, l, 0), far ? kv_row(kv, kv->k_far, l, 0) : NULL,
+                          kv_row(kv, kv->v, l, 0), kv->type == KV_F16, kv->pos, slot0 + T, pos0, T, c->n_heads, c->n_kv_heads, c->head_dim, e);
         linear_forward(s->proj, a->att, &lw->wo, lw->bo, T, qd, D);
         add_rows(a->x_mid, a->x, s->proj, (size_t)T * D);
         /* MLP block */

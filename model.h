@@ -67,6 +67,8 @@ typedef struct {
     int *pos;            /* [n_slots] */
     void *k, *v;         /* [n_layers][n_slots][kv_dim] float or uint16_t (half) by type; keys as the encoding
                             left them (rotated for RoPE) */
+    void *k_far;         /* the same keys in the encoding's far view (rotated at far_pos: Self-Extend); NULL
+                            for every other encoding */
 } KVCache;
 
 /* What one layer's forward produces, [T] rows each. Inference points every layer at one set of
@@ -88,6 +90,7 @@ typedef struct {
     LayerActs layer[MAX_LAYERS];
     float *x_out, *xn_out, *mean_out, *rstd_out;   /* after the last layer; the final norm */
     float *proj;                  /* scratch [T][dim] for output projections */
+    float *q_far, *k_far;         /* [T][q_dim], [T][kv_dim]: q and k in the encoding's far view (Self-Extend) */
     float *block;                 /* the one allocation behind every buffer */
 } RunState;
 
@@ -135,13 +138,15 @@ void model_close(Model *m);
 int model_next_pos(const Model *m);
 
 /* kvcache.c */
-int kv_init(KVCache *kv, int n_layers, int n_slots, int kv_dim, KvType type, char *err);
+/* far_keys: also hold every key in the encoding's far view (k_far) */
+int kv_init(KVCache *kv, int n_layers, int n_slots, int kv_dim, KvType type, int far_keys, char *err);
 void kv_free(KVCache *kv);
 size_t kv_bytes(const KVCache *kv);   /* the storage of every key and value slot */
 /* the row of slot `slot` in layer `layer` of kv->k or kv->v (`base`) */
 void *kv_row(const KVCache *kv, void *base, int layer, int slot);
-/* stores T rows of keys and values, [T][kv_dim] floats, in layer `layer` from slot `slot0`, converted to the cache's type */
-void kv_store(KVCache *kv, int layer, int slot0, const float *k, const float *v, int T);
+/* stores T rows of keys, far-view keys (read only when the cache holds them) and values, [T][kv_dim] floats,
+   in layer `layer` from slot `slot0`, converted to the cache's type */
+void kv_store(KVCache *kv, int layer, int slot0, const float *k, const float *k_far, const float *v, int T);
 int kv_max_pos(const KVCache *kv);
 void kv_move_keys(KVCache *kv, const Encoding *to, const Encoding *from, int first, int n, int delta);
 int kv_shift(KVCache *kv, const Encoding *e, int keep, int discard, char *err);

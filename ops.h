@@ -30,9 +30,10 @@ void OPS(gelu_backward)(REAL *dx, const REAL *dout, const REAL *x, long n);
    streaming softmax over tiles, key j masked iff kpos[j] > query position, bias from the encoding's
    add_bias hook. q [T][H*hd], k/v [n_keys][Hkv*hd] of REAL, or of IEEE half (uint16_t) when
    kv_half (the -kv f16 cache), out [T][H*hd]; lse [T][H] (may be NULL) keeps log-sum-exp of each
-   row for backward. */
-void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const void *k, const void *v, int kv_half, const int *kpos,
-                            int n_keys, int pos0, int T, int H, int Hkv, int hd, const Encoding *e);
+   row for backward. q_far/k_far (NULL: none, and no work), laid out as q/k: the encoding's far view
+   (encoding.h far_pos); a key at distance >= e->far_window from its query is scored q_far . k_far. */
+void OPS(attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *q_far, const void *k, const void *k_far, const void *v,
+                            int kv_half, const int *kpos, int n_keys, int pos0, int T, int H, int Hkv, int hd, const Encoding *e);
 /* Recomputes probabilities from lse (flash-attention style). dq += , dk/dv [n_keys][Hkv*hd] +=,
    and the encoding's bias gradient (T5 table) through its bias_grad hook into dbias_table. */
 void OPS(attention_backward)(REAL *dq, REAL *dk, REAL *dv, float *dbias_table, const REAL *dout, const REAL *out, const REAL *lse,

@@ -49,6 +49,8 @@ static void usage(void) {
            "  -llama3-high F     Llama 3 high frequency factor (default 4)\n"
            "  -dyn-kv MODE       dynamic NTK's cached keys: exact (default: re-rotated whenever the base\n"
            "                     changes) | stale (HF: rotated once, with the base of their call)\n"
+           "  -grp-n G           -pe self-extend: group size G (required; llama.cpp's --grp-attn-n)\n"
+           "  -grp-w W           -pe self-extend: neighbour window W, a multiple of G (required; --grp-attn-w)\n"
            "  -alibi-max-bias F  ALiBi maximum bias (default: the file's, else 8)\n"
            "logits mode:\n"
            "  -tokens A,B,C      token ids to run\n"
@@ -106,7 +108,7 @@ typedef struct {
     /* encoding flags, applied over the file's settings */
     const char *pe, *rope_layout;
     double scale, rope_base, beta_fast, beta_slow, yarn_attn, yarn_ext, llama3_low, llama3_high, alibi_max_bias;
-    int orig_ctx, rope_dims;
+    int orig_ctx, rope_dims, grp_n, grp_w;
     const char *rope_flag_name;   /* the first RoPE-only flag given, for the error on non-RoPE models */
     const char *scale_flag_name;  /* -scale or -orig-ctx: for the RoPE scalings and alibi-pi */
     int dyn_kv;       /* -dyn-kv: 0 not given, else 1 + its index in dyn_kv_names */
@@ -144,7 +146,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(); exit(0); }
         static const char *const known[] = {"-m", "-s", "-ctx", "-chunk", "-th", "-kv", "-keep", "-tokens",
             "-dump", "-pe", "-alibi-max-bias", "-scale", "-orig-ctx", "-rope-base", "-rope-dims", "-rope-layout", "-yarn-beta-fast",
-            "-yarn-beta-slow", "-yarn-attn", "-yarn-ext", "-llama3-low", "-llama3-high", "-dyn-kv", NULL};
+            "-yarn-beta-slow", "-yarn-attn", "-yarn-ext", "-llama3-low", "-llama3-high", "-dyn-kv", "-grp-n", "-grp-w", NULL};
         static const char *const eval_flags[] = {"-f", "-csv", NULL}, *const ppl_flags[] = {"-window", "-stride", "-max-tokens", "-bucket", NULL},
             *const needle_flags[] = {"-lengths", "-depths", "-trials", "-haystack", "-marker", "-svg", "-distance-svg", "-distance-csv", NULL},
             *const gen_flags[] = {"-i", "-n", "-t", "-p", NULL}, *const pos_flags[] = {"-pos0", NULL};
@@ -204,6 +206,8 @@ static void parse_args(Args *a, int argc, char **argv) {
             else if (!strcmp(f, "-llama3-low")) a->llama3_low = parse_num(f, v, 1e-6, 1e6);
             else if (!strcmp(f, "-llama3-high")) a->llama3_high = parse_num(f, v, 1e-6, 1e6);
             else if (!strcmp(f, "-dyn-kv")) a->dyn_kv = 1 + parse_choice(f, v, dyn_kv_names);
+            else if (!strcmp(f, "-grp-n")) a->grp_n = (int)parse_int(f, v, 1, 1 << 24);
+            else if (!strcmp(f, "-grp-w")) a->grp_w = (int)parse_int(f, v, 1, 1 << 24);
             else die("unknown flag %s (see ./run -h)", f);
         }
         if (rope_only && !a->rope_flag_name) a->rope_flag_name = f;
@@ -252,6 +256,10 @@ static PeSettings encoding_settings(const Model *m, const Args *a) {
     if (a->alibi_max_bias > 0) s.alibi_max_bias = a->alibi_max_bias;
     if (a->dyn_kv && strcmp(s.method, "dynamic")) die("-dyn-kv applies to -pe dynamic only (this run uses -pe %s)", s.method);
     if (a->dyn_kv) s.dyn_stale = !strcmp(dyn_kv_names[a->dyn_kv - 1], "stale");
+    if ((a->grp_n || a->grp_w) && strcmp(s.method, "self-extend"))
+        die("%s applies to -pe self-extend only (this run uses -pe %s)", a->grp_n ? "-grp-n" : "-grp-w", s.method);
+    if (a->grp_n) s.group_n = a->grp_n;
+    if (a->grp_w) s.group_w = a->grp_w;
     return s;
 }
 

@@ -26,25 +26,28 @@ typedef struct {
     int sinks;              /* >= 0: a cache of L slots, shifted with this many sinks; -1: the cache holds the window */
     const char *label;
     int dyn_stale;          /* dynamic NTK with HF's cache (-dyn-kv stale) */
+    int grp_n, grp_w;       /* self-extend: group size G and neighbour window W */
 } Variant;
 
 static const Variant VARIANTS[] = {
-    {"rope", "rope.gguf", NULL, 0, -1, "RoPE", 0},
-    {"rope-pi", "rope.gguf", "linear", -1, -1, "RoPE + PI, zero-shot", 0},
-    {"rope-ntk", "rope.gguf", "ntk", -1, -1, "RoPE + NTK-aware, zero-shot", 0},
-    {"rope-dynamic", "rope.gguf", "dynamic", 1, -1, "RoPE + dynamic NTK", 0},
-    {"rope-dynamic-hf", "rope.gguf", "dynamic", 1, -1, "RoPE + dynamic NTK, HF cache (-dyn-kv stale)", 1},
-    {"rope-yarn", "rope.gguf", "yarn", -1, -1, "RoPE + YaRN, zero-shot", 0},
-    {"rope-sinks", "rope.gguf", NULL, 0, 4, "RoPE, 4 sinks + shifting cache of L", 0},
-    {"rope-pi4", "rope-pi4.gguf", NULL, 0, -1, "RoPE, PI fine-tuned at 4L", 0},
-    {"rope-yarn4", "rope-yarn4.gguf", NULL, 0, -1, "RoPE, YaRN fine-tuned at 4L", 0},
-    {"alibi", "alibi.gguf", NULL, 0, -1, "ALiBi", 0},
-    {"alibi-pi", "alibi.gguf", "alibi-pi", -1, -1, "ALiBi + PI, zero-shot", 0},
-    {"t5", "t5.gguf", NULL, 0, -1, "T5 bias", 0},
-    {"sinusoidal", "sinusoidal.gguf", NULL, 0, -1, "sinusoidal", 0},
-    {"learned", "learned.gguf", NULL, 0, -1, "learned", 0},
-    {"none", "none.gguf", NULL, 0, -1, "NoPE", 0},
-    {"none-logn", "none.gguf", "none-logn", 0, -1, "NoPE + log-n attention temperature", 0},
+    {"rope", "rope.gguf", NULL, 0, -1, "RoPE", 0, 0, 0},
+    {"rope-pi", "rope.gguf", "linear", -1, -1, "RoPE + PI, zero-shot", 0, 0, 0},
+    {"rope-ntk", "rope.gguf", "ntk", -1, -1, "RoPE + NTK-aware, zero-shot", 0, 0, 0},
+    {"rope-dynamic", "rope.gguf", "dynamic", 1, -1, "RoPE + dynamic NTK", 0, 0, 0},
+    {"rope-dynamic-hf", "rope.gguf", "dynamic", 1, -1, "RoPE + dynamic NTK, HF cache (-dyn-kv stale)", 1, 0, 0},
+    {"rope-yarn", "rope.gguf", "yarn", -1, -1, "RoPE + YaRN, zero-shot", 0, 0, 0},
+    {"rope-selfextend-g4", "rope.gguf", "self-extend", 0, -1, "RoPE + Self-Extend, G 4, W 64", 0, 4, 64},
+    {"rope-selfextend-g8", "rope.gguf", "self-extend", 0, -1, "RoPE + Self-Extend, G 8, W 64", 0, 8, 64},
+    {"rope-sinks", "rope.gguf", NULL, 0, 4, "RoPE, 4 sinks + shifting cache of L", 0, 0, 0},
+    {"rope-pi4", "rope-pi4.gguf", NULL, 0, -1, "RoPE, PI fine-tuned at 4L", 0, 0, 0},
+    {"rope-yarn4", "rope-yarn4.gguf", NULL, 0, -1, "RoPE, YaRN fine-tuned at 4L", 0, 0, 0},
+    {"alibi", "alibi.gguf", NULL, 0, -1, "ALiBi", 0, 0, 0},
+    {"alibi-pi", "alibi.gguf", "alibi-pi", -1, -1, "ALiBi + PI, zero-shot", 0, 0, 0},
+    {"t5", "t5.gguf", NULL, 0, -1, "T5 bias", 0, 0, 0},
+    {"sinusoidal", "sinusoidal.gguf", NULL, 0, -1, "sinusoidal", 0, 0, 0},
+    {"learned", "learned.gguf", NULL, 0, -1, "learned", 0, 0, 0},
+    {"none", "none.gguf", NULL, 0, -1, "NoPE", 0, 0, 0},
+    {"none-logn", "none.gguf", "none-logn", 0, -1, "NoPE + log-n attention temperature", 0, 0, 0},
 };
 enum { N_VARIANTS = sizeof VARIANTS / sizeof VARIANTS[0] };
 
@@ -129,6 +132,8 @@ static int open_variant(Model *m, const Args *a, const Variant *v, int length, c
         pe.scale = v->scale < 0 ? fmax(1.0, (double)length / m->c.train_ctx) : v->scale;
         pe.orig_ctx = m->c.train_ctx;
         pe.dyn_stale = v->dyn_stale;
+        pe.group_n = v->grp_n;
+        pe.group_w = v->grp_w;
     }
     int slots = v->sinks >= 0 ? m->c.train_ctx : length;
     if (model_prepare(m, &pe, slots, KV_F32, 512, err)) { model_close(m); return -1; }
@@ -334,9 +339,14 @@ static void write_figures(const Args *a, const Result *res, const int *run) {
     close_checked(f, "ppl-last-bucket.svg");
 }
 
+static int variant_index(const char *name) {
+    for (int v = 0; v < N_VARIANTS; v++) if (!strcmp(VARIANTS[v].name, name)) return v;
+    return -1;
+}
+
 static const Result *find(const Result *res, const int *run, const char *name) {
-    for (int v = 0; v < N_VARIANTS; v++) if (run[v] && !strcmp(VARIANTS[v].name, name)) return &res[v];
-    return NULL;
+    int v = variant_index(name);
+    return v >= 0 && run[v] ? &res[v] : NULL;
 }
 
 static const char *pct(double v, char *buf) {
@@ -363,7 +373,8 @@ static const struct { const char *claim, *needs; } PREDICTIONS[14] = {
     {"PI zero-shot: no explosion but worse than 1x; PI fine-tuned at s=4: ~in-distribution perplexity and passkey >= 80% up to 4x", "the variants rope-pi and rope-pi4"},
     {"NTK-aware zero-shot beats PI zero-shot at 2-4x; dynamic NTK = RoPE up to 1x and degrades gracefully", "the variants rope-ntk, rope-pi and rope-dynamic"},
     {"YaRN zero-shot: best zero-shot perplexity among the RoPE scalings at 2-8x; fine-tuned at s=4: passkey >= 80% up to 4x, better than PI-FT at 8x", "the variants rope-yarn, rope-yarn4, rope-pi, rope-ntk, rope-dynamic and rope-pi4"},
-    {"Self-Extend on RoPE retrieves up to its reach", NULL},
+    {"Self-Extend on RoPE: passkey >= 80% up to its reach (L - W)G + W, far needles included, where plain RoPE is at 0; perplexity bounded",
+     "the variants rope, rope-selfextend-g4 and rope-selfextend-g8"},
     {"NoPE: degrades more gracefully than RoPE (some passkey at 1.5-2x) but fails by 4x; an attention temperature extends it somewhat", "the variants none and rope"},
     {"T5 bias: perplexity roughly flat to ~2-3x, slowly rising; passkey beyond L partial", "the variant t5"},
     {"ALiBi + PI: more passkey success than plain ALiBi for needles farther than L, at some perplexity cost", "the variants alibi and alibi-pi"},
@@ -433,7 +444,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                  *pi4 = find(res, run, "rope-pi4"), *yarn4 = find(res, run, "rope-yarn4"), *alibi = find(res, run, "alibi"),
                  *alibipi = find(res, run, "alibi-pi"),
                  *t5 = find(res, run, "t5"), *sin = find(res, run, "sinusoidal"), *learned = find(res, run, "learned"),
-                 *nope = find(res, run, "none"), *nope_logn = find(res, run, "none-logn");
+                 *nope = find(res, run, "none"), *nope_logn = find(res, run, "none-logn"), *se4 = find(res, run, "rope-selfextend-g4"), *se8 = find(res, run, "rope-selfextend-g8");
     fprintf(f, "## Predictions (study.md §11.5)\n\n| # | prediction | verdict | evidence |\n|---|---|---|---|\n");
     if (learned) {
         int i2 = ppl_index(2);
@@ -532,7 +543,45 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
     } else {
         not_run(f, 9);
     }
-    verdict(f, 10, 0, 0, "Self-Extend is not implemented in this runtime (not in the issue's list)");
+    if (rope && se4 && se8) {
+        /* per variant: every needle length within the reach >= 80%, needles at least L from the question
+           (lengths past L, within the reach) >= 80%, and bits/byte at every perplexity length within the
+           reach at most 1.25x the 1x value (bounded: plain RoPE's grows without bound); plain RoPE at the
+           widest variant's longest length within its reach < 5% */
+        const Result *se[] = {se4, se8};
+        const Variant *sv[] = {&VARIANTS[variant_index("rope-selfextend-g4")], &VARIANTS[variant_index("rope-selfextend-g8")]};
+        char ev[1200] = "";
+        int holds = 1;
+        double longest = 0;
+        for (int i = 0; i < 2; i++) {
+            const Result *r = se[i];
+            int reach = (r->L - sv[i]->grp_w) * sv[i]->grp_n + sv[i]->grp_w;
+            double reach_mult = (double)reach / r->L, top = 0, worst_bpb = 0;
+            size_t len = strlen(ev);
+            len += snprintf(ev + len, sizeof ev - len, "%sG %d, W %d (reach %d = %.2fL): passkey", i ? "; " : "", sv[i]->grp_n, sv[i]->grp_w,
+                            reach, reach_mult);
+            for (int l = 0; l < N_NEEDLE && NEEDLE_MULT[l] <= reach_mult && NEEDLE_MULT[l] <= a->max_mult; l++) {
+                holds &= exact_at(r, NEEDLE_MULT[l]) >= 0.8;
+                top = NEEDLE_MULT[l];
+                len += snprintf(ev + len, sizeof ev - len, " %s at %gx", pct(exact_at(r, NEEDLE_MULT[l]), b1), NEEDLE_MULT[l]);
+            }
+            double far = far_between(r, 1.5, top, r->L);
+            holds &= far >= 0.8;
+            for (int k = 0; k < N_PPL && PPL_MULT[k] <= reach_mult && PPL_MULT[k] <= a->max_mult; k++)
+                worst_bpb = fmax(worst_bpb, avg_at(r, PPL_MULT[k]) / avg_at(r, 1));
+            holds &= worst_bpb <= 1.25;
+            longest = fmax(longest, top);
+            snprintf(ev + len, sizeof ev - len, ", needles >= L away %s; bpb %.3f at 1x, %.3f at 4x, %.3f at 8x (worst within reach x%.2f)",
+                     pct(far, b2), avg_at(r, 1), avg_at(r, 4), avg_at(r, 8), worst_bpb);
+        }
+        holds &= exact_at(rope, longest) < 0.05;
+        size_t len = strlen(ev);
+        snprintf(ev + len, sizeof ev - len, "; plain RoPE passkey %s at %gx, bpb %.3f / %.3f at 4x / 8x", pct(exact_at(rope, longest), b1), longest,
+                 avg_at(rope, 4), avg_at(rope, 8));
+        verdict(f, 10, 1, holds, "%s", ev);
+    } else {
+        not_run(f, 10);
+    }
     if (nope && rope) {
         int holds = exact_at(nope, 1.5) > 0 && exact_at(nope, 4) < 0.05 && exact_at(nope, 1.5) >= exact_at(rope, 1.5);
         /* "extends it somewhat": more passkey over 1.5-4x with the temperature than without (NaN when not run) */

@@ -87,6 +87,8 @@ static int setup_encoding(TrainModel *tm, const PeSettings *pe, int run_ctx, cha
     e->model = (PeModel){.dim = c->dim, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
                          .train_ctx = c->train_ctx, .run_ctx = run_ctx, .pos_table = tm->w.pos_embd, .pos_rows = tm->w.pos_rows,
                          .rel_bias = tm->w.rel_bias};
+    const EncodingMethod *m = encoding_find(e->set.method);
+    if (m && m->ops->far_pos) return encoding_error(err, "-pe %s is inference only (its far view has no backward pass)", m->name);
     if (encoding_init(e, c->pe_family, err)) return -1;
     if (e->ops->retune) return encoding_error(err, "-pe %s adapts to the length at run time; train with a static method", e->method->name);
     return 0;
@@ -192,7 +194,7 @@ void trainmodel_free(TrainModel *tm) {
 int stream_init(TrainStream *st, const TrainModel *tm, int T, char *err) {
     memset(st, 0, sizeof *st);
     const Config *c = &tm->c;
-    if (kv_init(&st->kv, c->n_layers, T, c->n_kv_heads * c->head_dim, KV_F32, err) || runstate_init(&st->s, c, T, 1, err)) return -1;
+    if (kv_init(&st->kv, c->n_layers, T, c->n_kv_heads * c->head_dim, KV_F32, 0, err) || runstate_init(&st->s, c, T, 1, err)) return -1;
     size_t V = (size_t)c->vocab_size;
     st->logits = malloc((size_t)T * V * sizeof(float));
     st->dlogits = malloc((size_t)T * V * sizeof(float));

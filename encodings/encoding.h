@@ -6,7 +6,10 @@
      move_key   - re-encode a cached key when its position changes (context shift) or when the
                   encoding's own parameters change (dynamic NTK); absent = keys hold no position
    plus retune/uniform_until for encodings whose parameters depend on the sequence length, and
-   input_grad/bias_grad for the trainer.
+   input_grad/bias_grad for the trainer. One more, optional, for Self-Extend:
+     far_pos    - a second ("far") view of attention: q and k are also rotated at far_pos(p), the keys
+                  cached twice, and a key at distance >= far_window from its query is scored in the far
+                  view; the attention loop does no extra work for encodings without it
    The attention loop knows nothing else about positions: adding an encoding is a file with its
    hooks and a row in registry.c. Every position reaching a hook is a stored position, never a
    KV slot index. */
@@ -40,6 +43,7 @@ typedef struct {
     double sinusoid_scale;    /* amplitude of the sinusoids (0 = unset: 1, as in the paper and llama.cpp) */
     int dyn_stale;            /* dynamic: cached keys keep the base they were rotated with (-dyn-kv stale,
                                  HF's behaviour); 0: re-rotated whenever the base changes (exact) */
+    int group_n, group_w;     /* self-extend: group size G and neighbour window W (-grp-n, -grp-w; required) */
 } PeSettings;
 
 /* What the encoding may read from the model. */
@@ -65,6 +69,8 @@ typedef struct {
     void (*input_grad)(const Encoding *e, const float *dx, int pos, float *dtable);
     void (*bias_grad)(const Encoding *e, int head, int pos_q, const int *pos_k, int n, const float *dscores, float *dtable);
     int (*uniform_until)(const Encoding *e, int pos);     /* last position sharing pos's parameters */
+    int (*far_pos)(const Encoding *e, int pos, int is_query);   /* the position q (is_query) or k is rotated
+                                                                   at in the far view */
     int shiftable;            /* cached state can follow a position change (0: absolute encodings) */
 } EncodingOps;
 
@@ -82,6 +88,7 @@ struct Encoding {
     PeSettings set;
     PeModel model;
     int max_pos;              /* largest position the encoding can represent */
+    int far_window;           /* with far_pos: keys at distance >= far_window are scored in the far view */
     /* rotary */
     int n_pairs;
     double theta[PE_MAX_PAIRS];   /* θ'_i after scaling and divisors */
@@ -106,7 +113,8 @@ int encoding_init(Encoding *e, PeFamily model_family, char *err);
 
 /* Shared by the setups */
 int encoding_error(char *err, const char *fmt, ...);
-extern const EncodingOps pe_none_ops, pe_learned_ops, pe_sinusoidal_ops, pe_rope_ops, pe_dynamic_ops, pe_alibi_ops, pe_t5_ops, pe_logn_ops;
+extern const EncodingOps pe_none_ops, pe_learned_ops, pe_sinusoidal_ops, pe_rope_ops, pe_dynamic_ops, pe_self_extend_ops, pe_alibi_ops,
+    pe_t5_ops, pe_logn_ops;
 int pe_none_setup(Encoding *e, char *err);
 int pe_logn_setup(Encoding *e, char *err);
 int pe_learned_setup(Encoding *e, char *err);
@@ -117,6 +125,8 @@ int pe_ntk_setup(Encoding *e, char *err);
 int pe_dynamic_setup(Encoding *e, char *err);
 int pe_yarn_setup(Encoding *e, char *err);
 int pe_llama3_setup(Encoding *e, char *err);
+int pe_self_extend_setup(Encoding *e, char *err);
+int pe_self_extend_far_pos(const Encoding *e, int pos, int is_query);
 int pe_alibi_setup(Encoding *e, char *err);
 int pe_alibi_pi_setup(Encoding *e, char *err);
 /* The settings every scaling method shares: the original context (default: the training length) known,
@@ -136,6 +146,9 @@ double pe_ntk_base(double base, double alpha, int n_rot);
 double pe_dynamic_base(double base, double scale, int seq, int orig_ctx, int n_rot);
 double pe_yarn_mscale(double s);
 double pe_logn_factor(int pos, int train_ctx);   /* max(1, ln(pos+1) / ln(train_ctx)) */
+/* Self-Extend's rule for query i and key j (pe-spec §14.3): 1 (grouped) with *q_pos, *k_pos the positions
+   q and k are rotated at, or 0 (neighbour: i and j) */
+int pe_self_extend(int i, int j, int G, int W, int *q_pos, int *k_pos);
 void pe_rope_apply(const Encoding *e, float *v, int n_vecs, const double *cos_m, const double *sin_m);
 
 #endif

@@ -15,6 +15,7 @@ static const EncodingMethod methods[] = {
     {"dynamic",    PE_FAMILY_ROPE,     &pe_dynamic_ops,  pe_dynamic_setup,    "rotary, dynamic NTK (base follows the length; cached keys re-rotated)"},
     {"yarn",       PE_FAMILY_ROPE,     &pe_rope_ops,     pe_yarn_setup,       "rotary, YaRN ramp + attention factor"},
     {"llama3",     PE_FAMILY_ROPE,     &pe_rope_ops,     pe_llama3_setup,     "rotary, Llama 3 frequency bands"},
+    {"self-extend",PE_FAMILY_ROPE,     &pe_self_extend_ops,pe_self_extend_setup,"rotary; keys past the window -grp-w at grouped positions /-grp-n (Self-Extend)"},
     {"alibi",      PE_FAMILY_ALIBI,    &pe_alibi_ops,    pe_alibi_setup,      "linear attention biases"},
     {"alibi-pi",   PE_FAMILY_ALIBI,    &pe_alibi_ops,    pe_alibi_pi_setup,   "linear attention biases, position interpolation: distance/s"},
     {"t5",         PE_FAMILY_T5,       &pe_t5_ops,       pe_t5_setup,         "T5 relative position buckets"},

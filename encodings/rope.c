@@ -51,5 +51,7 @@ static int dynamic_uniform_until(const Encoding *e, int pos) {
 int pe_dynamic_retune(Encoding *e, int seq_len);
 
 const EncodingOps pe_rope_ops = {.rotate = rope_rotate, .move_key = rope_move_key, .shiftable = 1};
+/* Self-Extend (self_extend.c): plain RoPE, plus the far view at grouped positions */
+const EncodingOps pe_self_extend_ops = {.rotate = rope_rotate, .move_key = rope_move_key, .far_pos = pe_self_extend_far_pos, .shiftable = 1};
 const EncodingOps pe_dynamic_ops = {.rotate = rope_rotate, .move_key = rope_move_key, .retune = pe_dynamic_retune,
                                     .uniform_until = dynamic_uniform_until, .shiftable = 1};

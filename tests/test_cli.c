@@ -370,6 +370,16 @@ static void test_cli_encoding_mismatch(void) {
         {"-keep on a learned-position model", "cannot shift", {"@G", "-keep", "4", "-n", "1", NULL}},
         {"-dyn-kv without -pe dynamic", "-dyn-kv applies to -pe dynamic only", {"@L", "-pe", "yarn", "-dyn-kv", "stale", NULL}},
         {"-dyn-kv on an ALiBi model", "-dyn-kv applies to RoPE", {"@B", "-dyn-kv", "stale", NULL}},
+        {"-pe self-extend on an ALiBi model", "family is alibi", {"@B", "-pe", "self-extend", "-grp-n", "4", "-grp-w", "64", NULL}},
+        {"-grp-n on an ALiBi model", "-grp-n applies to RoPE", {"@B", "-grp-n", "4", NULL}},
+        {"-grp-n without -pe self-extend", "-grp-n applies to -pe self-extend only", {"@L", "-grp-n", "4", "-grp-w", "64", NULL}},
+        {"-grp-w with -pe yarn", "-grp-w applies to -pe self-extend only", {"@L", "-pe", "yarn", "-grp-w", "64", NULL}},
+        {"-pe self-extend without -grp-n, -grp-w", "-pe self-extend needs a group size", {"@L", "-pe", "self-extend", NULL}},
+        {"-pe self-extend without -grp-w", "neighbour window", {"@L", "-pe", "self-extend", "-grp-n", "4", NULL}},
+        {"-grp-w not a multiple of -grp-n", "-grp-w 100 must be a multiple of -grp-n 8", {"@L", "-pe", "self-extend", "-grp-n", "8", "-grp-w", "100", NULL}},
+        {"-grp-n 0", "-grp-n expects", {"@L", "-pe", "self-extend", "-grp-n", "0", "-grp-w", "64", NULL}},
+        {"-grp-w 0", "-grp-w expects", {"@L", "-pe", "self-extend", "-grp-n", "4", "-grp-w", "0", NULL}},
+        {"-grp-n -4", "-grp-n expects", {"@L", "-pe", "self-extend", "-grp-n", "-4", "-grp-w", "64", NULL}},
     };
     run_error_cases(cases, N_OF(cases));
 
@@ -733,6 +743,13 @@ static void test_cli_context_shift(void) {
     const char *keep14[] = {UNTRAINED, "-ctx", "16", "-keep", "14", "-n", "40", "-t", "0", "-i", "ab", NULL};
     p = run_cli(keep14);
     CHECK(p.exited && p.status == 0 && strstr(p.err, "generate: 40 tokens"), "[-ctx 16 -keep 14 -n 40]: %s", describe(&p));
+    proc_free(&p);
+    /* Self-Extend's far-view keys follow the shift too, also in a half cache */
+    const char *se[] = {UNTRAINED, "-pe", "self-extend", "-grp-n", "2", "-grp-w", "4", "-kv", "f16", "-ctx", "16", "-keep", "4", "-n", "60",
+                        "-t", "0", "-i", "ab", NULL};
+    p = run_cli(se);
+    CHECK(p.exited && p.status == 0 && strstr(p.err, "generate: 60 tokens") && strstr(p.err, "context shift"),
+          "[-pe self-extend -kv f16 -ctx 16 -keep 4 -n 60]: %s", describe(&p));
     proc_free(&p);
 }
 

@@ -1,5 +1,5 @@
 /* Positional-encoding tests: every pe-spec.md test vector that applies to an implemented method
-   (rope, linear, ntk, dynamic, yarn, llama3, alibi, t5, learned, sinusoidal) and one test per §18
+   (rope, linear, ntk, dynamic, yarn, llama3, self-extend, alibi, t5, learned, sinusoidal) and one test per §18
    pitfall that can be seen at the encoding level.
 
    Every expected number is copied from /work/shared/docs/pe-spec.md (the section is named next to
@@ -9,7 +9,7 @@
        or the last printed digit of the spec when that is coarser (it says so at the check);
      - rotated vectors, which the interface stores as float: 1e-6 · max(1, |want|);
      - ALiBi slopes, which the interface stores as float: relative 1e-7.
-   Not tested here (not implemented): xPos (§9), LongRoPE (§8), Self-Extend (§14.3), dynamic YaRN,
+   Not tested here (not implemented): xPos (§9), LongRoPE (§8), Self-Extend's llama.cpp approximation (§14.3), dynamic YaRN,
    YaRN truncate=false and the DeepSeek mscale/mscale_all_dim variants. §14.1/§14.2 cache arithmetic
    needs a model and belongs to another suite. */
 #include <stdio.h>
@@ -1264,6 +1264,65 @@ static void test_init_errors(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* §14.3 Self-Extend (exact form)                                                                 */
+
+/* pe-spec §14.3's vectors, G = 8, W = 1024: (i, j) -> kind, q-pos, k-pos (-1: not given), relative distance */
+static void test_self_extend_vectors(void) {
+    static const struct { int i, j, grouped, q, k, rel; } v[] = {
+        {5000, 4500, 0, -1, -1, 500}, {5000, 3977, 0, -1, -1, 1023}, {5000, 3976, 1, 1521, 497, 1024},
+        {5000, 100, 1, 1521, 12, 1509}, {5000, 0, 1, -1, -1, 1521}, {4095, 0, 1, 1407, -1, 1407}, {8191, 0, 1, -1, -1, 1919},
+    };
+    for (int n = 0; n < (int)(sizeof v / sizeof v[0]); n++) {
+        int q, k, grouped = pe_self_extend(v[n].i, v[n].j, 8, 1024, &q, &k);
+        CHECK(grouped == v[n].grouped, "(%d, %d): %s, want %s", v[n].i, v[n].j, grouped ? "grouped" : "neighbour", v[n].grouped ? "grouped" : "neighbour");
+        if (v[n].q >= 0) CHECK(q == v[n].q, "(%d, %d): q at %d, want %d", v[n].i, v[n].j, q, v[n].q);
+        if (v[n].k >= 0) CHECK(k == v[n].k, "(%d, %d): k at %d, want %d", v[n].i, v[n].j, k, v[n].k);
+        if (!grouped) CHECK(q == v[n].i && k == v[n].j, "(%d, %d): a neighbour is rotated at (%d, %d)", v[n].i, v[n].j, q, k);
+        CHECK(q - k == v[n].rel, "(%d, %d): relative distance %d, want %d", v[n].i, v[n].j, q - k, v[n].rel);
+    }
+    /* §14.3's usable length, L = 4096: 25599 is the largest query whose farthest key stays below L */
+    int q, k;
+    pe_self_extend(25599, 0, 8, 1024, &q, &k);
+    CHECK(q - k < 4096, "i 25599: distance %d should stay below 4096", q - k);
+    pe_self_extend(25600, 0, 8, 1024, &q, &k);
+    CHECK(q - k == 4096, "i 25600: distance %d, want 4096", q - k);
+}
+
+/* The encoding's far view is the same rule: far_pos of the query and the key give §14.3's positions,
+   the window is W, and the near rotation is plain RoPE's */
+static void test_self_extend_encoding(void) {
+    Encoding e, r;
+    char err[256] = "";
+    enc_prepare(&e, "self-extend", 8);
+    e.set.group_n = 8;
+    e.set.group_w = 1024;
+    CHECK(encoding_init(&e, PE_FAMILY_ROPE, err) == 0, "self-extend G 8 W 1024: %s", err);
+    CHECK(e.far_window == 1024, "far window %d, want W = 1024", e.far_window);
+    CHECK(e.ops->far_pos && e.ops->far_pos(&e, 5000, 1) == 1521 && e.ops->far_pos(&e, 3976, 0) == 497,
+          "far_pos: q %d (want 1521), k %d (want 497)", e.ops->far_pos ? e.ops->far_pos(&e, 5000, 1) : -1, e.ops->far_pos ? e.ops->far_pos(&e, 3976, 0) : -1);
+    enc_prepare(&r, "rope", 8);
+    CHECK(encoding_init(&r, PE_FAMILY_ROPE, err) == 0, "rope: %s", err);
+    float a[8] = {1, 2, 3, 4, 5, 6, 7, 8}, b[8];
+    memcpy(b, a, sizeof a);
+    e.ops->rotate(&e, 777, a, 1, NULL, 0);
+    r.ops->rotate(&r, 777, b, 1, NULL, 0);
+    CHECK(!memcmp(a, b, sizeof a), "the neighbour rotation should be plain RoPE's");
+    CHECK(r.ops->far_pos == NULL, "plain RoPE has no far view");
+    /* bad settings: one line each, no crash */
+    const int bad[][2] = {{3, 1024}, {0, 1024}, {8, 0}, {-1, 8}, {0, 0}};
+    for (int n = 0; n < 5; n++) {
+        enc_prepare(&e, "self-extend", 8);
+        e.set.group_n = bad[n][0];
+        e.set.group_w = bad[n][1];
+        err[0] = 0;
+        CHECK(encoding_init(&e, PE_FAMILY_ROPE, err) == -1 && err[0] && !strchr(err, '\n'), "G %d W %d should be refused: '%s'", bad[n][0], bad[n][1], err);
+    }
+    enc_prepare(&e, "self-extend", 8);
+    e.set.group_n = e.set.group_w = 8;
+    CHECK(encoding_init(&e, PE_FAMILY_ALIBI, err) == -1 && strstr(err, "family"), "self-extend on an ALiBi model: '%s'", err);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 
 void suite_encodings(void) {
     /* §2 */
@@ -1320,4 +1379,7 @@ void suite_encodings(void) {
     RUN(test_none_logn);
     /* errors */
     RUN(test_init_errors);
+    /* §14.3 */
+    RUN(test_self_extend_vectors);
+    RUN(test_self_extend_encoding);
 }

@@ -6,15 +6,16 @@
 #include <string.h>
 #include "f16.h"
 #include "model.h"
+#include "ops.h"
 #include "tests/test.h"
 #include "tests/testmodel.h"
 
-typedef struct { const char *family, *method; double scale; } Variant;
+typedef struct { const char *family, *method; double scale; int grp_n, grp_w; } Variant;   /* grp_*: self-extend's G, W */
 
 static const Variant variants[] = {
-    {"none", "none", 0}, {"learned", "learned", 0}, {"sinusoidal", "sinusoidal", 0}, {"rope", "rope", 0},
-    {"rope", "linear", 4}, {"rope", "ntk", 4}, {"rope", "dynamic", 4}, {"rope", "yarn", 4}, {"rope", "llama3", 4},
-    {"alibi", "alibi", 0}, {"t5", "t5", 0}, {"none", "none-logn", 0},
+    {"none", "none", 0, 0, 0}, {"learned", "learned", 0, 0, 0}, {"sinusoidal", "sinusoidal", 0, 0, 0}, {"rope", "rope", 0, 0, 0},
+    {"rope", "linear", 4, 0, 0}, {"rope", "ntk", 4, 0, 0}, {"rope", "dynamic", 4, 0, 0}, {"rope", "yarn", 4, 0, 0}, {"rope", "llama3", 4, 0, 0},
+    {"rope", "self-extend", 0, 4, 8}, {"alibi", "alibi", 0, 0, 0}, {"t5", "t5", 0, 0, 0}, {"none", "none-logn", 0, 0, 0},
 };
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 
@@ -25,6 +26,8 @@ static int open_variant(Model *m, const TestModelSpec *spec, const Variant *v, i
     PeSettings s = m->c.pe;
     snprintf(s.method, sizeof s.method, "%s", v->method);
     s.scale = v->scale;
+    s.group_n = v->grp_n;
+    s.group_w = v->grp_w;
     if (rope_base > 0) s.rope_base = rope_base;
     if (model_prepare(m, &s, n_slots, kv, max_chunk, err)) { CHECK(0, "%s: %s", v->method, err); model_close(m); return -1; }
     return 0;
@@ -109,7 +112,7 @@ static void test_dynamic_ntk_is_exact(void) {
     spec.ctx = 16;
     size_t V = (size_t)spec.vocab;
     float *dyn = malloc(T * V * sizeof(float)), *plain = malloc(T * V * sizeof(float));
-    Variant dynamic = {"rope", "dynamic", 4}, rope = {"rope", "rope", 0};
+    Variant dynamic = {"rope", "dynamic", 4, 0, 0}, rope = {"rope", "rope", 0, 0, 0};
     Model m;
     if (open_variant(&m, &spec, &dynamic, T, 512, 0, KV_F32)) return;
     forward_rows(&m, tokens, T, 0, dyn, 0);
@@ -143,7 +146,7 @@ static void test_dynamic_ntk_stale(void) {
     spec.n_layers = 1;
     size_t V = (size_t)spec.vocab;
     float *stale = malloc(T * V * sizeof(float)), *plain = malloc(T * V * sizeof(float));
-    Variant dynamic = {"rope", "dynamic", 4}, rope = {"rope", "rope", 0};
+    Variant dynamic = {"rope", "dynamic", 4, 0, 0}, rope = {"rope", "rope", 0, 0, 0};
     Model m, ref;
     if (open_variant(&m, &spec, &dynamic, T, 512, 0, KV_F32)) goto done;
     m.pe.set.dyn_stale = 1;
@@ -184,14 +187,16 @@ done:
    the cached keys and the next logits must equal a fresh run of the kept tokens at their new
    positions; shifting twice checks that position deltas accumulate. */
 static void test_context_shift_matches_fresh_run(void) {
-    const char *methods[][2] = {{"rope", "rope"}, {"rope", "linear"}, {"rope", "yarn"}, {"rope", "dynamic"},
-                                {"rope", "llama3"}, {"alibi", "alibi"}, {"t5", "t5"}, {"none", "none"},
+    const char *methods[][2] = {{"rope", "rope"}, {"rope", "linear"}, {"rope", "yarn"}, {"rope", "dynamic"}, {"rope", "llama3"},
+                                {"rope", "self-extend"}, {"alibi", "alibi"}, {"t5", "t5"}, {"none", "none"},
                                 {"none", "none-logn"}};
     enum { SLOTS = 16, KEEP = 4 };
     int text[64];
     make_tokens(text, 64, 9);
     for (int mi = 0; mi < (int)(sizeof methods / sizeof methods[0]); mi++) {
-        Variant v = {methods[mi][0], methods[mi][1], !strcmp(methods[mi][0], "rope") && strcmp(methods[mi][1], "rope") ? 2 : 0};
+        int se = !strcmp(methods[mi][1], "self-extend");   /* G 2, W 4: most kept keys are in the far view */
+        Variant v = {methods[mi][0], methods[mi][1], !strcmp(methods[mi][0], "rope") && strcmp(methods[mi][1], "rope") && !se ? 2 : 0,
+                     se ? 2 : 0, se ? 4 : 0};
         TestModelSpec spec = test_model_spec(v.family);
         spec.n_layers = 1;
         spec.ctx = 6;   /* positions pass the training length, so dynamic NTK is really dynamic */
@@ -221,6 +226,11 @@ static void test_context_shift_matches_fresh_run(void) {
             ok &= model_forward(&fresh, ids, n_kept, 0, NULL, 0, err) == 0;
             double kd = max_diff(m.kv.k, fresh.kv.k, (size_t)n_kept * m.kv.kv_dim);
             CHECK(kd <= 1e-5, "%s round %d: cached keys after the shift differ from a fresh run by %.3g", v.method, round, kd);
+            CHECK(!m.kv.k_far == !se, "%s: far-view keys %s", v.method, m.kv.k_far ? "cached" : "missing");
+            if (m.kv.k_far) {   /* the far view follows the new positions too: ⌊p/G⌋ of the shifted p */
+                kd = max_diff(m.kv.k_far, fresh.kv.k_far, (size_t)n_kept * m.kv.kv_dim);
+                CHECK(kd <= 1e-5, "%s round %d: far-view keys after the shift differ from a fresh run by %.3g", v.method, round, kd);
+            }
             ok &= model_forward(&m, &text[next], 1, 10, a, 0, err) == 0;
             ok &= model_forward(&fresh, &text[next], 1, 10, b, 0, err) == 0;
             kept[n_kept++] = next++;
@@ -237,7 +247,7 @@ static void test_context_shift_matches_fresh_run(void) {
 /* pe-spec §14.2, StreamingLLM: 4 sinks + recent 8 after 20 tokens: text positions 0..3,12..19 sit at
    cache positions 0..11, the recent keys rotated by -8, and the next query goes to 12. */
 static void test_streaming_llm_eviction(void) {
-    Variant v = {"rope", "yarn", 2};
+    Variant v = {"rope", "yarn", 2, 0, 0};
     TestModelSpec spec = test_model_spec("rope");
     spec.n_layers = 1;
     int text[21], kept[12];
@@ -269,7 +279,7 @@ static void test_streaming_llm_eviction(void) {
    the kept keys are re-rounded three times. */
 #define SHIFT_F16_TOLERANCE 5e-4
 static void test_context_shift_f16_matches_f32(void) {
-    const Variant vs[] = {{"rope", "rope", 0}, {"rope", "yarn", 2}, {"rope", "llama3", 2}, {"alibi", "alibi", 0}, {"t5", "t5", 0}};
+    const Variant vs[] = {{"rope", "rope", 0, 0, 0}, {"rope", "yarn", 2, 0, 0}, {"rope", "llama3", 2, 0, 0}, {"alibi", "alibi", 0, 0, 0}, {"t5", "t5", 0, 0, 0}};
     enum { SLOTS = 48, KEEP = 4, N_VS = sizeof vs / sizeof vs[0] };
     int text[200];
     make_tokens(text, 200, 21);
@@ -318,7 +328,7 @@ static void test_context_shift_f16_matches_f32(void) {
 static void test_absolute_encodings_refuse_to_shift(void) {
     const char *pes[] = {"learned", "sinusoidal"};
     for (int i = 0; i < 2; i++) {
-        Variant v = {pes[i], pes[i], 0};
+        Variant v = {pes[i], pes[i], 0, 0, 0};
         TestModelSpec spec = test_model_spec(pes[i]);
         Model m;
         char err[256] = "";
@@ -335,7 +345,7 @@ static void test_absolute_encodings_refuse_to_shift(void) {
 /* Relative encodings see only p_q - p_k: a sequence started at P from an empty cache gives the
    logits it gives at 0. Masking by stored position, not slot, is what makes this hold. */
 static void test_relative_encodings_start_anywhere(void) {
-    const Variant rel[] = {{"rope", "rope", 0}, {"alibi", "alibi", 0}, {"t5", "t5", 0}, {"none", "none", 0}};
+    const Variant rel[] = {{"rope", "rope", 0, 0, 0}, {"alibi", "alibi", 0, 0, 0}, {"t5", "t5", 0, 0, 0}, {"none", "none", 0, 0, 0}};
     enum { T = 40 };
     int tokens[T];
     make_tokens(tokens, T, 11);
@@ -360,7 +370,7 @@ static void test_relative_encodings_start_anywhere(void) {
 /* -ctx 131072 works with memory linear in ctx: the cache is allocated, and a chunk far out runs;
    -kv f16 stores it in half the bytes. */
 static void test_context_131072(void) {
-    const Variant v[] = {{"rope", "yarn", 0}, {"alibi", "alibi", 0}};
+    const Variant v[] = {{"rope", "yarn", 0, 0, 0}, {"alibi", "alibi", 0, 0, 0}};
     enum { T = 300 };
     int tokens[T];
     make_tokens(tokens, T, 13);
@@ -392,7 +402,7 @@ static void test_context_131072(void) {
    keys the rounding would build up (0.34 in the logits of a llama.cpp fixture after 450 positions),
    so model_prepare refuses the pair. */
 static void test_f16_cache_refuses_dynamic_ntk(void) {
-    Variant v = {"rope", "dynamic", 4};
+    Variant v = {"rope", "dynamic", 4, 0, 0};
     TestModelSpec spec = test_model_spec("rope");
     char path[512], err[256] = "";
     snprintf(path, sizeof path, "%s/equiv-f16-dynamic.gguf", test_tmp_dir);
@@ -413,7 +423,7 @@ static void test_f16_cache_refuses_dynamic_ntk(void) {
 static void test_f16_cache_halves_memory(void) {
     KVCache a, b;
     char err[256] = "";
-    CHECK(kv_init(&a, 4, 1000, 96, KV_F32, err) == 0 && kv_init(&b, 4, 1000, 96, KV_F16, err) == 0, "kv_init: %s", err);
+    CHECK(kv_init(&a, 4, 1000, 96, KV_F32, 0, err) == 0 && kv_init(&b, 4, 1000, 96, KV_F16, 0, err) == 0, "kv_init: %s", err);
     CHECK(kv_bytes(&a) == 2 * 4 * 1000 * 96 * sizeof(float), "f32 cache: %zu bytes", kv_bytes(&a));
     CHECK(2 * kv_bytes(&b) == kv_bytes(&a), "f16 cache: %zu bytes, f32: %zu", kv_bytes(&b), kv_bytes(&a));
     CHECK((char *)kv_row(&b, b.k, 1, 2) - (char *)b.k == (1 * 1000 + 2) * 96 * 2, "f16 rows are not 2-byte elements");
@@ -466,7 +476,7 @@ static void test_half_conversions(void) {
 }
 
 static void test_forward_rejects_bad_input(void) {
-    Variant v = {"learned", "learned", 0};
+    Variant v = {"learned", "learned", 0, 0, 0};
     TestModelSpec spec = test_model_spec("learned");
     Model m;
     char err[256] = "";
@@ -483,6 +493,125 @@ static void test_forward_rejects_bad_input(void) {
     model_close(&m);
 }
 
+/* Self-Extend with a window wider than every distance is plain RoPE, to the bit (no key is in the far
+   view, so no far score is computed); with a narrow window it is not (the control) */
+static void test_self_extend_wide_window_is_rope(void) {
+    enum { T = 100, POS0 = 20, SLOTS = 128 };
+    int tokens[T];
+    make_tokens(tokens, T, 5);
+    TestModelSpec spec = test_model_spec("rope");
+    size_t rows = (size_t)T * spec.vocab;
+    float *ref = malloc(rows * sizeof(float)), *got = malloc(rows * sizeof(float));
+    Model m;
+    const Variant rope = {"rope", "rope", 0, 0, 0}, wide = {"rope", "self-extend", 0, 4, T}, narrow = {"rope", "self-extend", 0, 4, 16};
+    if (!open_variant(&m, &spec, &rope, SLOTS, 512, 0, KV_F32)) {
+        forward_rows(&m, tokens, T, POS0, ref, 0);
+        model_close(&m);
+    }
+    for (int one_by_one = 0; one_by_one < 2; one_by_one++)
+        if (!open_variant(&m, &spec, &wide, SLOTS, 512, 0, KV_F32)) {
+            forward_rows(&m, tokens, T, POS0, got, one_by_one);
+            model_close(&m);
+            double d = max_diff(ref, got, rows);
+            CHECK(d <= (one_by_one ? 1e-5 : 0), "W %d >= every distance%s: differs from RoPE by %.3g", T, one_by_one ? ", token by token" : "", d);
+        }
+    if (!open_variant(&m, &spec, &narrow, SLOTS, 512, 0, KV_F32)) {
+        forward_rows(&m, tokens, T, POS0, got, 0);
+        model_close(&m);
+        double d = max_diff(ref, got, rows);
+        CHECK(d > 1e-3, "W 16: should differ from RoPE, differs by %.3g", d);
+    }
+    free(ref);
+    free(got);
+}
+
+/* Self-Extend written out (pe-spec §14.3): for every query i and key j <= i, the kind and positions
+   from pe_self_extend, q and k rotated there afresh, the score in double, one softmax per row in
+   double. The rest of the layer uses the runtime's norm, matmul and SwiGLU (flavour 0: RMSNorm,
+   SwiGLU, no biases, tied output). */
+static void reference_forward(const Model *m, const int *tokens, int T, int pos0, int G, int W, float *logits) {
+    const Config *c = &m->c;
+    const Encoding *e = &m->pe;
+    int D = c->dim, hd = c->head_dim, H = c->n_heads, Hkv = c->n_kv_heads, qd = H * hd, kvd = Hkv * hd, F = c->hidden_dim;
+    float *x = malloc((size_t)T * D * sizeof(float)), *xn = malloc((size_t)T * D * sizeof(float)), *rstd = malloc((size_t)T * sizeof(float));
+    float *q = malloc((size_t)T * qd * sizeof(float)), *k = malloc((size_t)T * kvd * sizeof(float)), *v = malloc((size_t)T * kvd * sizeof(float));
+    float *att = malloc((size_t)T * qd * sizeof(float)), *proj = malloc((size_t)T * D * sizeof(float));
+    float *up = malloc((size_t)T * F * sizeof(float)), *gate = malloc((size_t)T * F * sizeof(float)), *h_ = malloc((size_t)T * F * sizeof(float));
+    double *p = malloc((size_t)T * sizeof(double));
+    for (int t = 0; t < T; t++) mat_row(x + (size_t)t * D, &m->w.tok_embd, (size_t)tokens[t], D);
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *lw = &m->w.layers[l];
+        norm_forward(xn, NULL, rstd, x, lw->attn_norm, NULL, T, D, c->norm_eps);
+        linear_forward(q, xn, &lw->wq, NULL, T, D, qd);
+        linear_forward(k, xn, &lw->wk, NULL, T, D, kvd);
+        linear_forward(v, xn, &lw->wv, NULL, T, D, kvd);
+        for (int i = 0; i < T; i++)
+            for (int h = 0; h < H; h++) {
+                int g = h / (H / Hkv);
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j <= i; j++) {
+                    float qq[PE_MAX_HEAD_DIM], kk[PE_MAX_HEAD_DIM];
+                    int qp, kp;
+                    pe_self_extend(pos0 + i, pos0 + j, G, W, &qp, &kp);
+                    memcpy(qq, q + (size_t)i * qd + (size_t)h * hd, (size_t)hd * sizeof(float));
+                    memcpy(kk, k + (size_t)j * kvd + (size_t)g * hd, (size_t)hd * sizeof(float));
+                    e->ops->rotate(e, qp, qq, 1, NULL, 0);
+                    e->ops->rotate(e, kp, NULL, 0, kk, 1);
+                    double dot = 0;
+                    for (int d = 0; d < hd; d++) dot += (double)qq[d] * kk[d];
+                    p[j] = dot / sqrt((double)hd);
+                    mx = p[j] > mx ? p[j] : mx;
+                }
+                for (int j = 0; j <= i; j++) sum += p[j] = exp(p[j] - mx);
+                for (int d = 0; d < hd; d++) {
+                    double o = 0;
+                    for (int j = 0; j <= i; j++) o += p[j] * v[(size_t)j * kvd + (size_t)g * hd + d];
+                    att[(size_t)i * qd + (size_t)h * hd + d] = (float)(o / sum);
+                }
+            }
+        linear_forward(proj, att, &lw->wo, NULL, T, qd, D);
+        for (size_t i = 0; i < (size_t)T * D; i++) x[i] += proj[i];
+        norm_forward(xn, NULL, rstd, x, lw->ffn_norm, NULL, T, D, c->norm_eps);
+        linear_forward(up, xn, &lw->w_up, NULL, T, D, F);
+        linear_forward(gate, xn, &lw->w_gate, NULL, T, D, F);
+        swiglu_forward(h_, gate, up, (long)T * F);
+        linear_forward(proj, h_, &lw->w_down, NULL, T, F, D);
+        for (size_t i = 0; i < (size_t)T * D; i++) x[i] += proj[i];
+    }
+    norm_forward(xn, NULL, rstd, x, m->w.out_norm, NULL, T, D, c->norm_eps);
+    linear_forward(logits, xn, &m->w.output, NULL, T, D, c->vocab_size);
+    free(x); free(xn); free(rstd); free(q); free(k); free(v); free(att); free(proj); free(up); free(gate); free(h_); free(p);
+}
+
+/* The runtime's Self-Extend (the far view cached, the score picked by distance in the attention
+   tiles) equals the reference, in one pass, in chunks of 7 and token by token; prompts long enough
+   for several key tiles and query blocks, some mixing neighbour and grouped keys */
+static void test_self_extend_matches_reference(void) {
+    enum { T = 150, SLOTS = 160 };
+    static const int settings[][3] = {{4, 16, 0}, {8, 64, 7}, {2, 2, 0}};   /* G, W, pos0 */
+    int tokens[T];
+    make_tokens(tokens, T, 11);
+    TestModelSpec spec = test_model_spec("rope");
+    size_t rows = (size_t)T * spec.vocab;
+    float *ref = malloc(rows * sizeof(float)), *got = malloc(rows * sizeof(float));
+    for (int si = 0; si < 3; si++) {
+        int G = settings[si][0], W = settings[si][1], pos0 = settings[si][2];
+        Variant v = {"rope", "self-extend", 0, G, W};
+        for (int mode = 0; mode < 3; mode++) {   /* one pass, chunks of 7, token by token */
+            Model m;
+            if (open_variant(&m, &spec, &v, SLOTS, mode == 1 ? 7 : 512, 0, KV_F32)) continue;
+            if (mode == 0) reference_forward(&m, tokens, T, pos0, G, W, ref);
+            forward_rows(&m, tokens, T, pos0, got, mode == 2);
+            model_close(&m);
+            double d = max_diff(ref, got, rows);
+            CHECK(d <= 1e-4, "G %d W %d pos0 %d (%s): differs from the reference by %.3g", G, W, pos0,
+                  mode == 0 ? "one pass" : mode == 1 ? "chunks of 7" : "token by token", d);
+        }
+    }
+    free(ref);
+    free(got);
+}
+
 void suite_equivalence(void) {
     RUN(test_chunked_equals_token_by_token);
     RUN(test_dynamic_ntk_is_exact);
@@ -497,4 +626,6 @@ void suite_equivalence(void) {
     RUN(test_f16_cache_halves_memory);
     RUN(test_half_conversions);
     RUN(test_forward_rejects_bad_input);
+    RUN(test_self_extend_wide_window_is_rope);
+    RUN(test_self_extend_matches_reference);
 }

@@ -119,7 +119,7 @@ enum { QT = 24, NK = 150, AH = 4, AHKV = 2, HD = 6 };   /* 150 keys: three tiles
 typedef struct { double *q, *k, *v, *r, out[QT * AH * HD], lse[QT * AH]; int kpos[NK]; const Encoding *e; } AttCtx;
 static double att_loss(void *p) {
     AttCtx *c = p;
-    attention_forward_f64(c->out, c->lse, c->q, c->k, c->v, 0, c->kpos, NK, NK - QT, QT, AH, AHKV, HD, c->e);
+    attention_forward_f64(c->out, c->lse, c->q, NULL, c->k, NULL, c->v, 0, c->kpos, NK, NK - QT, QT, AH, AHKV, HD, c->e);
     return dotv(c->out, c->r, QT * AH * HD);
 }
 static float t5_table[32 * AH];
@@ -192,8 +192,8 @@ static void test_attention_float_matches_double(void) {
     for (size_t i = 0; i < nq; i++) qf[i] = (float)(qd[i] = (float)qd[i]);
     for (size_t i = 0; i < nk; i++) { kf[i] = (float)(kd[i] = (float)kd[i]); vf[i] = (float)(vd[i] = (float)vd[i]); }
     /* queries at positions 1060..1129: the last 20 keys are in their future and masked */
-    attention_forward(of, lsef, qf, kf, vf, 0, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
-    attention_forward_f64(od, lsed, qd, kd, vd, 0, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
+    attention_forward(of, lsef, qf, NULL, kf, NULL, vf, 0, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
+    attention_forward_f64(od, lsed, qd, NULL, kd, NULL, vd, 0, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
     double worst = 0, worst_lse = 0;
     for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs(of[i] - od[i]));
     for (int i = 0; i < FT * FH; i++) worst_lse = fmax(worst_lse, fabs(lsef[i] - lsed[i]));
@@ -223,8 +223,8 @@ static void test_attention_half_cache(void) {
         k[i] = f16_to_f32(kh[i]);
         v[i] = f16_to_f32(vh[i]);
     }
-    attention_forward(out32, lse32, q, k, v, 0, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
-    attention_forward(out16, lse16, q, kh, vh, 1, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
+    attention_forward(out32, lse32, q, NULL, k, NULL, v, 0, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
+    attention_forward(out16, lse16, q, NULL, kh, NULL, vh, 1, kpos, FNK, 1060, FT, FH, FHKV, FHD, &e);
     CHECK(!memcmp(out32, out16, nq * sizeof *out32) && !memcmp(lse32, lse16, sizeof lse32),
           "attention over a half cache differs from float attention over the half-rounded values");
     free(qd); free(kd); free(vd); free(q); free(k); free(v); free(out32); free(out16); free(kh); free(vh);
