@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -360,25 +361,38 @@ static const char *num(double v, char *buf) {
     return buf;
 }
 
-/* study.md §11.5's predictions, by number: the claim, and the variants a verdict needs (NULL: not
-   implemented, or decided by any of several) */
-static const struct { const char *claim, *needs; } PREDICTIONS[14] = {
-    {NULL, NULL},
-    {"learned APE cannot run past L; the runtime refuses", "the variant learned"},
-    {"sinusoidal: perplexity of positions >= L >= 1.5x the 1x value by 2x; passkey ~0 at >= 2x", "the variant sinusoidal"},
-    {"RoPE unscaled: bucket perplexity past L rises steeply; passkey <= 30% at 2x, ~0 at >= 4x even for needles within L", "the variant rope"},
-    {"ALiBi: window-average bits/byte non-increasing 1x-64x; passkey >= 80% when the needle is within ~L at any length, decaying with distance", "the variant alibi"},
-    {"perplexity != retrieval: a variant with flat perplexity to 16x (within 5%) has mean passkey < 50% at >= 4x", NULL},
-    {"StreamingLLM on RoPE (4 sinks + shifting cache of L): perplexity flat to 64x; passkey only while the needle is in the cache", "the variant rope-sinks"},
-    {"PI zero-shot: no explosion but worse than 1x; PI fine-tuned at s=4: ~in-distribution perplexity and passkey >= 80% up to 4x", "the variants rope-pi and rope-pi4"},
-    {"NTK-aware zero-shot beats PI zero-shot at 2-4x; dynamic NTK = RoPE up to 1x and degrades gracefully", "the variants rope-ntk, rope-pi and rope-dynamic"},
-    {"YaRN zero-shot: best zero-shot perplexity among the RoPE scalings at 2-8x; fine-tuned at s=4: passkey >= 80% up to 4x, better than PI-FT at 8x", "the variants rope-yarn, rope-yarn4, rope-pi, rope-ntk, rope-dynamic and rope-pi4"},
+/* study.md §11.5's predictions, by number: the claim, the variants a verdict needs (NULL: not
+   implemented, or decided by any of several), and the figures that show it (files in the results folder) */
+static const struct { const char *claim, *needs, *figures; } PREDICTIONS[14] = {
+    {NULL, NULL, NULL},
+    {"learned APE cannot run past L; the runtime refuses", "the variant learned", "learned-needle.svg"},
+    {"sinusoidal: perplexity of positions >= L >= 1.5x the 1x value by 2x; passkey ~0 at >= 2x", "the variant sinusoidal",
+     "ppl-last-bucket.svg sinusoidal-needle.svg"},
+    {"RoPE unscaled: bucket perplexity past L rises steeply; passkey <= 30% at 2x, ~0 at >= 4x even for needles within L", "the variant rope",
+     "ppl-last-bucket.svg rope-needle.svg rope-distance.svg"},
+    {"ALiBi: window-average bits/byte non-increasing 1x-64x; passkey >= 80% when the needle is within ~L at any length, decaying with distance", "the variant alibi",
+     "ppl-by-length.svg alibi-needle.svg alibi-distance.svg"},
+    {"perplexity != retrieval: a variant with flat perplexity to 16x (within 5%) has mean passkey < 50% at >= 4x", NULL,
+     "ppl-by-length.svg alibi-needle.svg rope-sinks-needle.svg rope-yarn-needle.svg"},
+    {"StreamingLLM on RoPE (4 sinks + shifting cache of L): perplexity flat to 64x; passkey only while the needle is in the cache", "the variant rope-sinks",
+     "ppl-by-length.svg rope-sinks-needle.svg rope-sinks-distance.svg"},
+    {"PI zero-shot: no explosion but worse than 1x; PI fine-tuned at s=4: ~in-distribution perplexity and passkey >= 80% up to 4x", "the variants rope-pi and rope-pi4",
+     "ppl-by-length.svg rope-pi-needle.svg rope-pi4-needle.svg"},
+    {"NTK-aware zero-shot beats PI zero-shot at 2-4x; dynamic NTK = RoPE up to 1x and degrades gracefully", "the variants rope-ntk, rope-pi and rope-dynamic",
+     "ppl-by-length.svg rope-ntk-needle.svg rope-dynamic-needle.svg"},
+    {"YaRN zero-shot: best zero-shot perplexity among the RoPE scalings at 2-8x; fine-tuned at s=4: passkey >= 80% up to 4x, better than PI-FT at 8x",
+     "the variants rope-yarn, rope-yarn4, rope-pi, rope-ntk, rope-dynamic and rope-pi4", "ppl-by-length.svg rope-yarn-needle.svg rope-yarn4-needle.svg"},
     {"Self-Extend on RoPE: passkey >= 80% up to its reach (L - W)G + W, far needles included, where plain RoPE is at 0; perplexity bounded",
-     "the variants rope, rope-selfextend-g4 and rope-selfextend-g8"},
-    {"NoPE: degrades more gracefully than RoPE (some passkey at 1.5-2x) but fails by 4x; an attention temperature extends it somewhat", "the variants none and rope"},
-    {"T5 bias: perplexity roughly flat to ~2-3x, slowly rising; passkey beyond L partial", "the variant t5"},
-    {"ALiBi + PI: more passkey success than plain ALiBi for needles farther than L, at some perplexity cost", "the variants alibi and alibi-pi"},
+     "the variants rope, rope-selfextend-g4 and rope-selfextend-g8", "ppl-by-length.svg rope-selfextend-g4-needle.svg rope-selfextend-g8-needle.svg rope-selfextend-g8-distance.svg"},
+    {"NoPE: degrades more gracefully than RoPE (some passkey at 1.5-2x) but fails by 4x; an attention temperature extends it somewhat", "the variants none and rope",
+     "none-needle.svg none-logn-needle.svg ppl-by-length.svg"},
+    {"T5 bias: perplexity roughly flat to ~2-3x, slowly rising; passkey beyond L partial", "the variant t5", "ppl-by-length.svg t5-needle.svg"},
+    {"ALiBi + PI: more passkey success than plain ALiBi for needles farther than L, at some perplexity cost", "the variants alibi and alibi-pi",
+     "alibi-distance.svg alibi-pi-distance.svg ppl-by-length.svg"},
 };
+
+/* the folder the report is written to: its figure links name only files that are there */
+static const char *report_dir;
 
 /* One verdict line: reproduced / not reproduced / not tested, and the evidence in numbers. A number the
    run did not measure (a length left out with -max-mult or -only) shows as nan or n/a and makes the
@@ -390,7 +404,16 @@ static void verdict(FILE *f, int n, int tested, int holds, const char *fmt, ...)
     vsnprintf(evidence, sizeof evidence, fmt, ap);
     va_end(ap);
     const char *v = !tested ? "not tested" : strstr(evidence, "nan") || strstr(evidence, "n/a") ? "incomplete" : holds ? "reproduced" : "not reproduced";
-    fprintf(f, "| %d | %s | **%s** | %s |\n", n, PREDICTIONS[n].claim, v, evidence);
+    fprintf(f, "| %d | %s | **%s** | %s |", n, PREDICTIONS[n].claim, v, evidence);
+    char names[400], path[1400];
+    snprintf(names, sizeof names, "%s", PREDICTIONS[n].figures);
+    int shown = 0;
+    for (char *name = strtok(names, " "); name && tested; name = strtok(NULL, " ")) {
+        snprintf(path, sizeof path, "%s/%s", report_dir, name);
+        if (access(path, R_OK)) continue;
+        fprintf(f, "%s[%s](%s)", shown++ ? ", " : " ", name, name);
+    }
+    fprintf(f, "%s |\n", shown ? "" : " –");
 }
 
 /* the row of a prediction whose variants this run left out */
@@ -398,6 +421,7 @@ static void not_run(FILE *f, int n) { verdict(f, n, 0, 0, "not run: needs %s (se
 
 static void write_report(const Args *a, const Result *res, const int *run, double seconds, int argc, char **argv) {
     FILE *f = open_in(a, "README.md");
+    report_dir = a->out;
     char b1[16], b2[16], b3[16], b4[16], b5[16], b6[16];
     fprintf(f, "# The extrapolation study on the zoo\n\nWritten by `./study` (`make study`) in %.0f s on this machine; the command:\n\n    ", seconds);
     for (int i = 0; i < argc; i++) fprintf(f, "%s%s", i ? " " : "", argv[i]);
@@ -445,7 +469,7 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
                  *alibipi = find(res, run, "alibi-pi"),
                  *t5 = find(res, run, "t5"), *sin = find(res, run, "sinusoidal"), *learned = find(res, run, "learned"),
                  *nope = find(res, run, "none"), *nope_logn = find(res, run, "none-logn"), *se4 = find(res, run, "rope-selfextend-g4"), *se8 = find(res, run, "rope-selfextend-g8");
-    fprintf(f, "## Predictions (study.md §11.5)\n\n| # | prediction | verdict | evidence |\n|---|---|---|---|\n");
+    fprintf(f, "## Predictions (study.md §11.5)\n\n| # | prediction | verdict | evidence | figures |\n|---|---|---|---|---|\n");
     if (learned) {
         int i2 = ppl_index(2);
         verdict(f, 1, 1, !learned->ppl_ok[i2] && isnan(exact_at(learned, 2)),

@@ -499,8 +499,12 @@ static void test_eval_study(void) {
           "report rows: %s", report ? report : "(none)");
     CHECK(report && strstr(report, "| 1 | learned APE cannot run past L; the runtime refuses | **reproduced**"), "prediction 1: %s",
           report ? report : "(none)");
+    /* each verdict links the figures that show it, those that were written */
+    CHECK(report && strstr(report, "(0..127) | [learned-needle.svg](learned-needle.svg) |\n"), "prediction 1's figure: %s", report ? report : "(none)");
+    CHECK(report && strstr(report, "[ppl-last-bucket.svg](ppl-last-bucket.svg), [rope-needle.svg](rope-needle.svg), [rope-distance.svg](rope-distance.svg) |\n"),
+          "prediction 3's figures: %s", report ? report : "(none)");
     /* a prediction whose variants were left out keeps its row, saying so */
-    CHECK(report && strstr(report, "| 8 | NTK-aware") && strstr(report, "**not tested** | not run: needs the variants rope-ntk, rope-pi and rope-dynamic"),
+    CHECK(report && strstr(report, "| 8 | NTK-aware") && strstr(report, "**not tested** | not run: needs the variants rope-ntk, rope-pi and rope-dynamic (see -only) | – |\n"),
           "prediction 8: %s", report ? report : "(none)");
     CHECK(report && strstr(report, "| 13 | ALiBi + PI") && strstr(report, "**not tested** | not run: needs the variants alibi and alibi-pi"),
           "prediction 13: %s", report ? report : "(none)");
