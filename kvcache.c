@@ -77,11 +77,7 @@ static void move_slot(KVCache *kv, void *base, const Encoding *to, const Encodin
         else memcpy(keys + (size_t)l * kv->kv_dim, row, (size_t)kv->kv_dim * sizeof *keys);
     }
     to->ops->move_key(to, from, keys, n_vecs, pos_from, pos_to);
-    for (int l = 0; l < kv->n_layers; l++) {
-        void *row = kv_row(kv, base, l, slot);
-        if (kv->type == KV_F16) f32_to_f16_row(row, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim);
-        else memcpy(row, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim * sizeof *keys);
-    }
+    for (int l = 0; l < kv->n_layers; l++) store_rows(kv, base, l, slot, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim);
 }
 
 /* Re-encodes the keys of slots [first, first+n) from (`from`, stored position) to (`to`, stored
