@@ -105,7 +105,7 @@ study: study-tool run
 	./study -zoo models/zoo -f data/brown-heldout.txt -o results $(STUDY_FLAGS)
 
 # what produced results/ (README, "The study"): every variant, 6 depths, 32768 tokens per perplexity length
-STUDY_FLAGS ?= -depths 6 -ppl-tokens 32768 -max-mult 64
+STUDY_FLAGS ?= -depths 6 -ppl-tokens 32768 -max-mult 64 -jobs 2
 
 clean:
 	rm -rf build build-asan build-portable build-avx2 run train study quantize

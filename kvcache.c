@@ -66,17 +66,18 @@ int kv_max_pos(const KVCache *kv) {
     return mx;
 }
 
-/* One slot's key rows of every layer in `base` (kv->k or kv->k_far), as float, moved in one call from
-   position pos_from to pos_to: the rotation's sines and cosines (most of dynamic NTK's time) are
-   computed once for all layers, and a half row is rounded once. keys: scratch for the rows. */
+/* One slot's key rows of every layer in `base` (kv->k or kv->k_far), moved in one call from position
+   pos_from to pos_to, so that the rotation's sines and cosines (most of dynamic NTK's time) are computed
+   once for all layers. A float cache is rotated where it lies; half rows go through `keys` (scratch)
+   and are rounded once. */
 static void move_slot(KVCache *kv, void *base, const Encoding *to, const Encoding *from, int slot, int pos_from, int pos_to, float *keys) {
-    int n_vecs = kv->n_layers * kv->kv_dim / to->model.head_dim;
-    for (int l = 0; l < kv->n_layers; l++) {
-        const void *row = kv_row(kv, base, l, slot);
-        if (kv->type == KV_F16) f16_to_f32_row(keys + (size_t)l * kv->kv_dim, row, (size_t)kv->kv_dim);
-        else memcpy(keys + (size_t)l * kv->kv_dim, row, (size_t)kv->kv_dim * sizeof *keys);
+    int n_vecs = kv->kv_dim / to->model.head_dim;
+    if (kv->type == KV_F32) {
+        to->ops->move_key(to, from, kv_row(kv, base, 0, slot), kv->n_layers, (size_t)kv->n_slots * kv->kv_dim, n_vecs, pos_from, pos_to);
+        return;
     }
-    to->ops->move_key(to, from, keys, n_vecs, pos_from, pos_to);
+    for (int l = 0; l < kv->n_layers; l++) f16_to_f32_row(keys + (size_t)l * kv->kv_dim, kv_row(kv, base, l, slot), (size_t)kv->kv_dim);
+    to->ops->move_key(to, from, keys, kv->n_layers, (size_t)kv->kv_dim, n_vecs, pos_from, pos_to);
     for (int l = 0; l < kv->n_layers; l++) store_rows(kv, base, l, slot, keys + (size_t)l * kv->kv_dim, (size_t)kv->kv_dim);
 }
 

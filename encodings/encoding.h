@@ -16,6 +16,8 @@
 #ifndef ENCODING_H
 #define ENCODING_H
 
+#include <stddef.h>
+
 #define PE_MAX_PAIRS 256
 #define PE_MAX_HEAD_DIM (2 * PE_MAX_PAIRS)
 #define PE_MAX_HEADS 256
@@ -62,7 +64,9 @@ typedef struct {
     void (*add_input)(const Encoding *e, float *x, int pos);
     void (*rotate)(const Encoding *e, int pos, float *q, int n_q, float *k, int n_k);
     void (*add_bias)(const Encoding *e, int head, int pos_q, const int *pos_k, int n, float *scores);
-    void (*move_key)(const Encoding *to, const Encoding *from, float *k, int n_k, int pos_from, int pos_to);
+    /* n_rows rows of n_vecs head vectors, row r at k + r * row_stride (a cached key's rows in every layer) */
+    void (*move_key)(const Encoding *to, const Encoding *from, float *k, int n_rows, size_t row_stride, int n_vecs, int pos_from,
+                     int pos_to);
     int (*retune)(Encoding *e, int seq_len);              /* returns 1 if parameters changed */
     /* training: gradients of the encoding's own parameters (the learned table, the T5 table).
        The adjoint of rotate at p is rotate at -p (a rotation's transpose, times the same m). */
@@ -149,6 +153,8 @@ double pe_logn_factor(int pos, int train_ctx);   /* max(1, ln(pos+1) / ln(train_
 /* Self-Extend's rule for query i and key j (pe-spec §14.3): 1 (grouped) with *q_pos, *k_pos the positions
    q and k are rotated at, or 0 (neighbour: i and j) */
 int pe_self_extend(int i, int j, int G, int W, int *q_pos, int *k_pos);
+/* rope.c: c + i s = the rotation from pos_from θ_from to pos_to θ_to, per pair (vectorised cos and sin) */
+void pe_rotation(double *c, double *s, int n, const double *theta_to, int pos_to, const double *theta_from, int pos_from);
 void pe_rope_apply(const Encoding *e, float *v, int n_vecs, const double *cos_m, const double *sin_m);
 
 #endif

@@ -224,7 +224,7 @@ static void test_pitfall2_partial_rotary(void) {
     /* move_key (a K-shift) also leaves the pass-through dims alone */
     float k[8];
     fill_x(k, 8);
-    e.ops->move_key(&e, &e, k, 1, 0, 3);
+    e.ops->move_key(&e, &e, k, 1, 0, 1, 0, 3);
     check_vec(k, want, 8, "partial rotary via move_key 0->3");
 }
 
@@ -371,7 +371,7 @@ static void test_pitfall8_dynamic_exact_and_reset(void) {
     CHECK(e.ops->retune(&e, 1024) == 1, "retune to 1024 must report a change");
     CHECK(e.theta[31] != old.theta[31], "retune to 1024 did not change theta'");
     /* exact mode: move the key from the old parameters to the new ones at the same position */
-    e.ops->move_key(&e, &old, k, 1, 200, 200);
+    e.ops->move_key(&e, &old, k, 1, 0, 1, 200, 200);
     e.ops->rotate(&e, 200, NULL, 0, fresh, 1);
     check_vec_f(k, fresh, 64, 2e-6, "dynamic: re-rotated stale key vs fresh rotate under new base");
     /* reset rule: going back to a short length restores the original θ */
@@ -748,10 +748,10 @@ static void test_rotation_composition(void) {
     fill_k(b, 64);
     fill_k(c, 64);
     /* by 10, then by −4 ... */
-    e.ops->move_key(&e, &e, a, 1, 0, 10);
-    e.ops->move_key(&e, &e, a, 1, 10, 6);
+    e.ops->move_key(&e, &e, a, 1, 0, 1, 0, 10);
+    e.ops->move_key(&e, &e, a, 1, 0, 1, 10, 6);
     /* ... equals by 6 (pure move) and equals a fresh rotate at 6 */
-    e.ops->move_key(&e, &e, b, 1, 0, 6);
+    e.ops->move_key(&e, &e, b, 1, 0, 1, 0, 6);
     e.ops->rotate(&e, 6, NULL, 0, c, 1);
     check_vec_f(a, b, 64, 2e-6, "rotate 10 then -4 vs 6");
     check_vec_f(a, c, 64, 2e-6, "rotate 10 then -4 vs rotate at 6");
@@ -759,7 +759,7 @@ static void test_rotation_composition(void) {
     float d[64];
     fill_k(d, 64);
     e.ops->rotate(&e, 10, NULL, 0, d, 1);
-    e.ops->move_key(&e, &e, d, 1, 10, 6);
+    e.ops->move_key(&e, &e, d, 1, 0, 1, 10, 6);
     check_vec_f(d, c, 64, 2e-6, "key written at 10, shifted by -4, vs rotate at 6");
 }
 
@@ -773,9 +773,9 @@ static void test_pitfall5_shift_accumulates(void) {
     e.ops->rotate(&e, 50, NULL, 0, a, 1);
     e.ops->rotate(&e, 50, NULL, 0, b, 1);
     e.ops->rotate(&e, 42, NULL, 0, c, 1);
-    e.ops->move_key(&e, &e, a, 1, 50, 47);   /* −3 */
-    e.ops->move_key(&e, &e, a, 1, 47, 42);   /* −5 */
-    e.ops->move_key(&e, &e, b, 1, 50, 42);   /* −8 */
+    e.ops->move_key(&e, &e, a, 1, 0, 1, 50, 47);   /* −3 */
+    e.ops->move_key(&e, &e, a, 1, 0, 1, 47, 42);   /* −5 */
+    e.ops->move_key(&e, &e, b, 1, 0, 1, 50, 42);   /* −8 */
     check_vec_f(a, b, 64, 2e-6, "shift -3 then -5 vs shift -8");
     check_vec_f(a, c, 64, 2e-6, "shift -3 then -5 vs rotate at 42");
 }
@@ -788,7 +788,7 @@ static void test_pitfall5_shift_sign(void) {
     fill_k(want, 64);
     fill_k(wrong, 64);
     e.ops->rotate(&e, 10, NULL, 0, k, 1);
-    e.ops->move_key(&e, &e, k, 1, 10, 4);     /* Δ = new − old = −6 */
+    e.ops->move_key(&e, &e, k, 1, 0, 1, 10, 4);     /* Δ = new − old = −6 */
     e.ops->rotate(&e, 4, NULL, 0, want, 1);
     e.ops->rotate(&e, 16, NULL, 0, wrong, 1); /* what the opposite sign would give */
     check_vec_f(k, want, 64, 2e-6, "move 10->4 vs rotate at 4");
@@ -800,7 +800,7 @@ static void test_pitfall5_shift_sign(void) {
     fill_k(d, 64);
     fill_k(dw, 64);
     e.ops->rotate(&e, 37, NULL, 0, d, 1);
-    e.ops->move_key(&e, &e, d, 1, 37, 37 / 4);
+    e.ops->move_key(&e, &e, d, 1, 0, 1, 37, 37 / 4);
     e.ops->rotate(&e, 9, NULL, 0, dw, 1);
     check_vec_f(d, dw, 64, 2e-6, "division edit 37 -> 9 vs rotate at 9");
 }
@@ -814,7 +814,7 @@ static void test_pitfall5_pure_rotation_yarn(void) {
     e.ops->rotate(&e, 300, NULL, 0, k, 1);
     double n1 = normf(k, 64);
     CHECK_REL(n1 / n0, YARN_M8, 1e-6, "rotate multiplies the key norm by m");
-    for (int t = 0; t < 5; t++) e.ops->move_key(&e, &e, k, 1, 300 - 7 * t, 300 - 7 * (t + 1));
+    for (int t = 0; t < 5; t++) e.ops->move_key(&e, &e, k, 1, 0, 1, 300 - 7 * t, 300 - 7 * (t + 1));
     CHECK_REL(normf(k, 64) / n1, 1.0, 1e-6, "5 move_key calls must keep the norm (pure rotation, no m)");
 }
 
@@ -825,7 +825,7 @@ static void same_theta_case(Encoding *e, const char *what) {
     fill_k(k, d);
     fill_k(want, d);
     e->ops->rotate(e, 1000, NULL, 0, k, 1);
-    e->ops->move_key(e, e, k, 1, 1000, 377);
+    e->ops->move_key(e, e, k, 1, 0, 1, 1000, 377);
     e->ops->rotate(e, 377, NULL, 0, want, 1);
     check_vec_f(k, want, d, 3e-6, what);
 }
@@ -876,6 +876,31 @@ static void test_pitfall9_large_position_angles(void) {
     e.ops->rotate(&e, 2147483000, y, 1, NULL, 0);
     CHECK(isfinite(y[62]) && isfinite(y[63]), "non-finite rotation at p=2147483000");
     CHECK_NEAR(y[62] * (double)y[62] + y[63] * (double)y[63], 1.0, 1e-6, "unit norm at p=2147483000");
+}
+
+/* pe_rotation (vectorised cos and sin, no libm) against libm's cos and sin of the same double angle, from
+   the angles of a first pair (θ = 1) up to the int32 limit down to the slowest pair's, and for moves
+   between two bases (dynamic NTK's re-rotation) */
+static void test_rotation_vs_libm(void) {
+    enum { N = 64 };
+    double theta[N], theta2[N], c[N], s[N], worst = 0;
+    for (int i = 0; i < N; i++) {
+        theta[i] = pow(10000.0, -2.0 * i / N);
+        theta2[i] = pow(31622.0, -2.0 * i / N);
+    }
+    const int positions[] = {0, 1, 2, 3, 5, 100, 255, 256, 4095, 32767, 131071, 1 << 20, 123456789, 2147483000};
+    for (size_t k = 0; k < sizeof positions / sizeof *positions; k++) {
+        int p = positions[k];
+        for (int move = 0; move < 2; move++) {   /* 0: from angle 0; 1: from p·θ2 (a base change at p) */
+            pe_rotation(c, s, N, theta, p, move ? theta2 : theta, move ? p : 0);
+            for (int i = 0; i < N; i++) {
+                double x = (double)p * theta[i] - (move ? (double)p * theta2[i] : 0.0);
+                double err = fmax(fabs(c[i] - cos(x)), fabs(s[i] - sin(x)));   /* independent: libm */
+                worst = err > worst ? err : worst;
+            }
+        }
+    }
+    CHECK(worst <= 1e-15, "pe_rotation differs from libm's cos/sin by %.3g (> 1e-15)", worst);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1362,6 +1387,7 @@ void suite_encodings(void) {
     RUN(test_pitfall5_pure_rotation_yarn);
     RUN(test_pitfall5_shift_same_theta);
     RUN(test_pitfall9_large_position_angles);
+    RUN(test_rotation_vs_libm);
     /* §10 */
     RUN(test_alibi_slopes);
     RUN(test_alibi_pi);
