@@ -241,7 +241,8 @@ static PeSettings encoding_settings(const Model *m, const Args *a) {
     if (a->scale_flag_name && m->c.pe_family != PE_FAMILY_ROPE && m->c.pe_family != PE_FAMILY_ALIBI)
         die("%s applies to RoPE and ALiBi encodings only, and this model uses %s", a->scale_flag_name, encoding_family_name(m->c.pe_family));
     if (a->scale_flag_name && !strcmp(s.method, "alibi")) die("%s needs a scaling method: -pe alibi-pi", a->scale_flag_name);
-    if (a->scale > 0 && !strcmp(s.method, "rope")) die("-scale needs a scaling method: -pe linear|ntk|dynamic|yarn|llama3");
+    if (a->scale_flag_name && (!strcmp(s.method, "rope") || !strcmp(s.method, "self-extend")))   /* neither reads s or L */
+        die("%s needs a scaling method: -pe linear|ntk|dynamic|yarn|llama3 (-pe %s has no scale)", a->scale_flag_name, s.method);
     if (a->scale > 0) s.scale = a->scale;
     if (a->orig_ctx > 0) s.orig_ctx = a->orig_ctx;
     if (a->rope_base > 0) s.rope_base = a->rope_base;
