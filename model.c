@@ -395,7 +395,7 @@ int model_prepare(Model *m, const PeSettings *pe, int n_slots, KvType kv_type, i
     kv_free(&m->kv);
     if (kv_init(&m->kv, c->n_layers, n_slots, c->n_kv_heads * c->head_dim, kv_type, e->ops->far_pos != NULL, err)) return -1;
     runstate_free(&m->s);
-    return runstate_init(&m->s, c, max_chunk, 0, err);
+    return runstate_init(&m->s, c, max_chunk, 0, e->ops->far_pos != NULL, err);
 }
 
 void model_reset(Model *m) {
@@ -426,7 +426,7 @@ static void layer_sizes(const Config *c, size_t T, size_t sz[15]) {
     memcpy(sz, v, sizeof v);
 }
 
-int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, char *err) {
+int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, int far_view, char *err) {
     memset(s, 0, sizeof *s);
     size_t T = (size_t)max_T, D = c->dim, sz[15], per_layer = 0;
     layer_sizes(c, T, sz);
@@ -434,7 +434,7 @@ int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, char
     per_layer += T * c->hidden_dim;   /* h */
     int n_sets = keep_layers ? c->n_layers : 1;
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t total = per_layer * n_sets + 4 * T * D + 2 * T + T * (qd + kvd);
+    size_t total = per_layer * n_sets + 4 * T * D + 2 * T + (far_view ? T * (qd + kvd) : 0);
     s->block = malloc(total * sizeof(float));
     if (!s->block) return encoding_error(err, "out of memory for a run state of %d-token chunks", max_T);
     float *p = s->block;
@@ -451,8 +451,10 @@ int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, char
     s->proj = p; p += T * D;
     s->mean_out = p; p += T;
     s->rstd_out = p; p += T;
-    s->q_far = p; p += T * qd;
-    s->k_far = p; p += T * kvd;
+    if (far_view) {
+        s->q_far = p; p += T * qd;
+        s->k_far = p; p += T * kvd;
+    }
     if (!keep_layers) {   /* one residual buffer, updated in place through every layer */
         for (int l = 1; l < c->n_layers; l++) s->layer[l] = s->layer[0];
         for (int l = 0; l < c->n_layers; l++) s->layer[l].x_mid = s->layer[0].x;

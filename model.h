@@ -107,7 +107,8 @@ typedef struct {
     void **owned; int n_owned;    /* tensors converted to F32 or copied to aligned memory at load */
 } Model;
 
-int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, char *err);
+/* far_view: room for q and k in the encoding's far view (encodings with far_pos) */
+int runstate_init(RunState *s, const Config *c, int max_T, int keep_layers, int far_view, char *err);
 void runstate_free(RunState *s);
 /* The forward pass of one chunk whose positions pos0.. share the encoding's parameters (T <= max_T,
    T free slots): embeds, runs every layer appending k/v to the cache, writes logits of every row

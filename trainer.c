@@ -194,7 +194,7 @@ void trainmodel_free(TrainModel *tm) {
 int stream_init(TrainStream *st, const TrainModel *tm, int T, char *err) {
     memset(st, 0, sizeof *st);
     const Config *c = &tm->c;
-    if (kv_init(&st->kv, c->n_layers, T, c->n_kv_heads * c->head_dim, KV_F32, 0, err) || runstate_init(&st->s, c, T, 1, err)) return -1;
+    if (kv_init(&st->kv, c->n_layers, T, c->n_kv_heads * c->head_dim, KV_F32, 0, err) || runstate_init(&st->s, c, T, 1, 0, err)) return -1;
     size_t V = (size_t)c->vocab_size;
     st->logits = malloc((size_t)T * V * sizeof(float));
     st->dlogits = malloc((size_t)T * V * sizeof(float));
