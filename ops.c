@@ -251,7 +251,7 @@ void OPS(gelu_backward)(REAL *dx, const REAL *dout, const REAL *x, long n) {
 #define QB 32
 /* Decoding streams every cached key row once per token, a head's part of each row being a few cache
    lines a row apart: asking for rows this far ahead took one 8192-token dynamic NTK needle prompt on
-   one thread from 38-44 s to 25-37 s (interleaved runs; 16 rows: the same) */
+   one thread from 38-44 s (median 41) to 25-41 s (median 32) (interleaved runs; 16 rows: the same) */
 #define KEY_PREFETCH_ROWS 8
 
 /* kt[i][j] = dimension i of key row j (rows of stride ld) */
