@@ -24,13 +24,13 @@ void eval_describe(const Model *m, const char *path, char *out, size_t cap) {
    a line every 10 s in a log. ETA from the fraction of the work (tokens, not items) done. */
 typedef struct { double t0, next; int shown; } Progress;
 
-static void progress(Progress *pr, const char *what, long long done, long long total, double frac) {
+static void progress(Progress *pr, const char *tag, const char *what, long long done, long long total, double frac) {
     double t = now_s(), el = t - pr->t0;
     int tty = isatty(STDERR_FILENO);
     if (done < total ? el < 3 || t < pr->next : !pr->shown) return;
     pr->next = t + (tty ? 0.5 : 10);
     pr->shown = 1;
-    fprintf(stderr, "%s%s: %lld/%lld, %.0f s elapsed, ETA %.0f s%s", tty ? "\r" : "", what, done, total, el,
+    fprintf(stderr, "%s%s%s%s: %lld/%lld, %.0f s elapsed, ETA %.0f s%s", tty ? "\r" : "", tag ? tag : "", tag ? ": " : "", what, done, total, el,
             frac > 0 ? el * (1 - frac) / frac : 0.0, tty && done < total ? "" : "\n");
 }
 
@@ -120,7 +120,7 @@ int eval_ppl(Model *m, const int *text, size_t n, Ppl *p, char *err) {
             }
         }
         p->windows++;
-        progress(&pr, "ppl windows", w + 1, n_win, (w + 1.0) / n_win);
+        progress(&pr, p->tag, "ppl windows", w + 1, n_win, (w + 1.0) / n_win);
     }
     for (int k = 0; k < p->n_buckets; k++) {
         p->tokens += p->b_tokens[k];
@@ -252,7 +252,7 @@ int eval_needle(Model *m, const Passkey *pk, Needle *g, char *err) {
                     needle_stat_add(dist(g, h, l, k), &s);
                 }
                 done_work += (long long)T * g->trials;
-                progress(&pr, "needle cells", ++done, n_cells, (double)done_work / work);
+                progress(&pr, g->tag, "needle cells", ++done, n_cells, (double)done_work / work);
             }
     free(ids);
     free(logits);

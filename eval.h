@@ -32,6 +32,7 @@ void eval_describe(const Model *m, const char *path, char *out, size_t cap);
 typedef struct {
     /* set by the caller */
     const char *model;      /* eval_describe's text */
+    const char *tag;        /* NULL, or a name that starts each progress line (runs side by side: ./study -jobs) */
     int window, stride;     /* N and S, in tokens; stride = window: non-overlapping */
     int bucket;             /* bucket unit L (the training length by default) */
     int chunk;              /* rows of logits computed at a time */
@@ -62,6 +63,7 @@ void needle_stat_add(NeedleStat *to, const NeedleStat *s);
 typedef struct {
     /* set by the caller */
     const char *model;      /* eval_describe's text */
+    const char *tag;        /* as in Ppl */
     int n_lengths, lengths[NEEDLE_MAX_LENGTHS];
     int n_depths;           /* depth i is i/(n_depths-1) (0 when n_depths = 1) */
     int trials;
