@@ -537,6 +537,24 @@ static void test_eval_study(void) {
     char *heat = slurp(path);
     CHECK(heat && strstr(heat, "length 256, depth 0%: not run"), "the learned heatmap marks 2L as not run");
     free(heat);
+    /* -jobs 2 (variants side by side, one thread each) writes the same numbers */
+    char out2[900];
+    snprintf(out2, sizeof out2, "%s/results-jobs2", zoo);
+    const char *args2[] = {"-zoo", zoo, "-f", text_path, "-o", out2, "-only", "rope,rope-sinks,learned", "-max-mult", "2", "-ppl-tokens", "300",
+                           "-depths", "2", "-trials", "1", "-jobs", "2", NULL};
+    Run r2 = run_binary(test_study_binary, args2);
+    CHECK(r2.status == 0 && strstr(r2.out, "wrote"), "study -jobs 2: exit %d, stderr %s", r2.status, r2.err);
+    const char *csvs[] = {"ppl.csv", "rope-needle.csv", "rope-sinks-needle.csv", "learned-needle.csv", "rope-distance.csv"};
+    for (size_t i = 0; i < sizeof csvs / sizeof *csvs; i++) {
+        char p1[1000], p2[1000];
+        snprintf(p1, sizeof p1, "%s/%s", out, csvs[i]);
+        snprintf(p2, sizeof p2, "%s/%s", out2, csvs[i]);
+        char *a = slurp(p1), *b = slurp(p2);
+        CHECK(a && b && !strcmp(a, b), "%s differs between -jobs 1 and -jobs 2", csvs[i]);
+        free(a);
+        free(b);
+    }
+    run_free(&r2);
     free(report);
     free(csv);
     run_free(&r);
