@@ -104,7 +104,7 @@ study: study-tool run
 	@[ -f data/brown-heldout.txt ] || sh models/fetch-brown.sh data
 	./study -zoo models/zoo -f data/brown-heldout.txt -o results $(STUDY_FLAGS)
 
-# what produced results/ (README, "The study"): every variant, 6 depths, 32768 tokens per perplexity length
+# what produced results/ (README, "The study"): every variant, 6 depths, 32768 tokens per perplexity length, two variants at a time
 STUDY_FLAGS ?= -depths 6 -ppl-tokens 32768 -max-mult 64 -jobs 2
 
 clean:
