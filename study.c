@@ -677,7 +677,7 @@ int main(int argc, char **argv) {
     if (!res) die("out of memory");
     double t0 = now_s();
     /* -jobs 2 on 2 cores: dynamic NTK's exact cache re-reads every cached key at every position, bound
-       by memory and no faster on two threads than on one, so it runs beside the other variants, which
+       by memory and gaining little from a second thread, so it runs beside the other variants, which
        are bound by arithmetic, instead of before them. Each job then runs its variant on one thread
        (nested regions serial); -jobs 1 runs them in order on all threads. */
 #ifdef _OPENMP
