@@ -91,7 +91,8 @@ void kv_move_keys(KVCache *kv, const Encoding *to, const Encoding *from, int fir
         {
             static _Thread_local void *buf;
             static _Thread_local size_t cap;
-            float *keys = buffer_reserve(&buf, &cap, per_key * sizeof *keys, "moving the cached keys");
+            /* scratch only for half rows: a float cache is rotated where it lies */
+            float *keys = kv->type == KV_F16 ? buffer_reserve(&buf, &cap, per_key * sizeof *keys, "moving the cached keys") : NULL;
             #pragma omp for schedule(static)
             for (int i = first; i < first + n; i++) {
                 int p = kv->pos[i];
