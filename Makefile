@@ -14,6 +14,9 @@ LDLIBS  += -lm
 ifeq ($(OMP),1)
 CFLAGS  += -fopenmp
 LDFLAGS += -fopenmp
+else
+# without OpenMP the `#pragma omp` lines are meant to be ignored: the code is written to run serially too
+CFLAGS  += -Wno-unknown-pragmas
 endif
 
 CORE_SRC  = cli.c gguf.c ops.c quant.c model.c kvcache.c sampler.c encodings/registry.c encodings/none.c encodings/logn.c encodings/absolute.c \

@@ -340,6 +340,18 @@ int passkey_at_distance(const Passkey *pk, int hay, int T, int distance, Rng *rn
 
 /* ---- Training batches ---- */
 
+/* Redraws both copies of an example's key from two distinct random digits. */
+static void repeat_key(const Passkey *pk, int *ids, PasskeyInfo *info, Rng *rng) {
+    int pair[2];
+    pair[0] = (int)rng_below(rng, 10);
+    pair[1] = (pair[0] + 1 + (int)rng_below(rng, 9)) % 10;
+    for (int i = 0; i < 5; i++) {
+        int d = pair[rng_below(rng, 2)];
+        ids[info->key + i] = ids[info->answer + i] = pk->digit[d];
+        info->digits[i] = (char)('0' + d);
+    }
+}
+
 int batch_fill(const Passkey *pk, const BatchSpec *spec, int B, int T, Rng *rng, int *tokens, float *weights,
                PasskeyInfo *info, char *err) {
     if (B < 1 || T < 1 || T == INT_MAX) return fail(err, "batch: B = %d or T = %d out of range", B, T);
@@ -382,6 +394,8 @@ int batch_fill(const Passkey *pk, const BatchSpec *spec, int B, int T, Rng *rng,
             rc = passkey_at_distance(pk, hay, n, d > hi ? hi : (int)d, rng, row, in, err);
         }
         if (rc) return -1;
+        if (spec->p_repeat_key > 0 && rng_uniform(rng) < spec->p_repeat_key) /* no draw at 0: older recipes' batches stay */
+            repeat_key(pk, row, in, rng);
         if (hay == HAY_FILLER) put_hay(row + n, pk->filler.ids, pk->filler.n, rng_below(rng, pk->filler.n), (size_t)(T + 1 - n));
         else tokens_window(pk->corpus, (size_t)(T + 1 - n), rng, row + n);
         for (int t = 0; t < T; t++) /* target t + 1: an answer digit, or haystack text before or after the example */

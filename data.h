@@ -57,7 +57,11 @@
    example its distance draw allows to T+1, followed by T+1-n tokens of haystack text of its kind (a
    random window of the filler or the corpus), so that its answer ends anywhere in the row; the answer's
    targets weigh answer_weight (weights[r][n-6..n-2]), the rest 1, or 0 when answer_only. Otherwise
-   the row is a random T+1-token window of the corpus stream (weight 1 everywhere). */
+   the row is a random T+1-token window of the corpus stream (weight 1 everywhere).
+   With probability p_repeat_key a passkey row's key (both copies) is redrawn from two distinct random
+   digits, so that it repeats a digit (e.g. 37733): an uniform key repeats one 70% of the time, and the
+   models that copy by content rather than by offset miss those (README, "The model zoo"). Evaluation
+   prompts always use uniform keys. */
 #ifndef DATA_H
 #define DATA_H
 #include <stddef.h>
@@ -161,6 +165,7 @@ typedef struct {
     int min_distance;     /* lower end of the distance draw, raised to pk->min_distance if smaller */
     float answer_weight;  /* weight of the 5 answer targets of a passkey row (the pilot used 4) */
     int answer_only;      /* 1: the other targets of a passkey row get weight 0 (LM rows keep 1) */
+    double p_repeat_key;  /* probability that a passkey row's key is drawn from two random digits (below) */
 } BatchSpec;
 
 /* Fills tokens[B][T+1] and weights[B][T] (layout above) and, if info is not NULL, info[B] (len 0 for

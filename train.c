@@ -23,7 +23,7 @@ typedef struct {
     int dim, layers, heads, kv_heads, hidden, ctx, bias, tied, layernorm, gelu;
     PeSettings pe;
     int batch, steps, warmup, threads, eval_every, eval_batches, ckpt_every, marker, by_depth, answer_only, passkey_trials;
-    double lr, min_lr, wd, clip, beta1, beta2, answer_weight, p_filler, init_std, embd_std;
+    double lr, min_lr, wd, clip, beta1, beta2, answer_weight, p_filler, p_repeat_key, init_std, embd_std;
     uint64_t seed;
     int n_phases, phase_step[MAX_PHASES], phase_answer_only[MAX_PHASES], phase_split[MAX_PHASES];
     double phase_p[MAX_PHASES];
@@ -42,6 +42,8 @@ static void usage(void) {
            "  -filler F          fraction of passkey rows with the repeated filler haystack, the rest corpus (0.5)\n"
            "  -answer-weight W   loss weight of the 5 answer tokens of a passkey row (4)\n"
            "  -answer-only 0|1   passkey rows train only on their answer (0)\n"
+           "  -repeat-keys F     fraction of passkey rows whose key is drawn from two random digits, so that\n"
+           "                     it repeats one (0)\n"
            "  -by-depth 0|1      needle depth uniform (1) or needle distance log-uniform (0) (0)\n"
            "  -marker 0|1        marker byte 0x01 before both keys (1)\n"
            "model (architecture pelab):\n"
@@ -113,6 +115,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         else if (!strcmp(f, "-filler")) a->p_filler = parse_num(f, v, 0, 1);
         else if (!strcmp(f, "-answer-weight")) a->answer_weight = parse_num(f, v, 0, 1000);
         else if (!strcmp(f, "-answer-only")) a->answer_only = (int)parse_int(f, v, 0, 1);
+        else if (!strcmp(f, "-repeat-keys")) a->p_repeat_key = parse_num(f, v, 0, 1);
         else if (!strcmp(f, "-by-depth")) a->by_depth = (int)parse_int(f, v, 0, 1);
         else if (!strcmp(f, "-marker")) a->marker = (int)parse_int(f, v, 0, 1);
         else if (!strcmp(f, "-dim")) a->dim = (int)parse_int(f, v, 2, 1 << 14);
@@ -326,7 +329,8 @@ int main(int argc, char **argv) {
         int ph = 0;
         while (ph + 1 < a.n_phases && a.phase_step[ph + 1] <= step) ph++;
         int rows_n = B * a.phase_split[ph], row_T = T / a.phase_split[ph];
-        BatchSpec spec = {a.phase_p[ph], a.p_filler, a.by_depth, 0, (float)a.answer_weight, a.answer_only || a.phase_answer_only[ph]};
+        BatchSpec spec = {a.phase_p[ph], a.p_filler, a.by_depth, 0, (float)a.answer_weight, a.answer_only || a.phase_answer_only[ph],
+                          a.p_repeat_key};
         Rng rng;   /* per-step seed: a resumed run draws the batches an uninterrupted one would */
         rng_seed(&rng, a.seed * 1000003ull + (uint64_t)step);
         if (batch_fill(&d.pk_train, &spec, rows_n, row_T, &rng, rows, wt, NULL, err) < 0) die("%s", err);

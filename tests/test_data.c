@@ -563,7 +563,7 @@ static void test_data_errors(void) {
     CHECK(passkey_at_depth(&bare, HAY_CORPUS, 300, 0.5, &r, ids, &in, err) == -1 && strstr(err, "corpus has 0"), "corpus haystack without corpus: %s", err);
     /* batches */
     float w[4000];
-    BatchSpec ok = {0.5, 0.5, 0, 0, 4.0f, 0}, spec;
+    BatchSpec ok = {0.5, 0.5, 0, 0, 4.0f, 0, 0}, spec;
     struct { const Passkey *pk; int B, T; double p, pf; int min_d; const char *want; } bc[] = {
         {&u.pk, 0, 100, 0.5, 0.5, 0, "out of range"},
         {&u.pk, 2, 0, 0.5, 0.5, 0, "out of range"},
@@ -603,9 +603,9 @@ static void test_data_batch(void) {
     Rng r;
     rng_seed(&r, 8);
     char err[256] = "";
-    for (int mode = 0; mode < 3; mode++) { /* distance, depth, answer only */
-        BatchSpec spec = {0.3, 0.5, mode == 1, 60, 4.0f, mode == 2};
-        long n_pk = 0, n_filler = 0, n_rows = 0, bad_rows = 0, below_mid = 0, n_full = 0;
+    for (int mode = 0; mode < 4; mode++) { /* distance, depth, answer only, distance with half the keys repeating */
+        BatchSpec spec = {0.3, 0.5, mode == 1, 60, 4.0f, mode == 2, mode == 3 ? 0.5 : 0};
+        long n_pk = 0, n_filler = 0, n_rows = 0, bad_rows = 0, below_mid = 0, n_full = 0, n_two_digits = 0;
         int n_min = mode == 1 ? u.pk.overhead : u.pk.overhead + 60 - u.pk.min_distance, shortest = T + 1;
         double len_sum = 0;
         for (int it = 0; it < N; it++) {
@@ -649,6 +649,9 @@ static void test_data_batch(void) {
                 len_sum += (double)(n - n_min) / (T + 1 - n_min);
                 n_full += n == T + 1;
                 shortest = n < shortest ? n : shortest;
+                int seen[10] = {0}, distinct = 0;
+                for (int k = 0; k < 5; k++) distinct += !seen[info[b].digits[k] - '0']++;
+                n_two_digits += distinct <= 2;
                 bad_rows += !ok;
             }
             CHECK(got == counted, "returned %d passkey rows, info says %d", got, counted);
@@ -663,9 +666,12 @@ static void test_data_batch(void) {
         CHECK_NEAR(len_sum / n_pk, 0.5, 0.02, "mean example length");
         CHECK(shortest <= n_min + 2 && n_full > 0, "example lengths reach both ends: shortest %d (n_min %d), %ld full rows",
               shortest, n_min, n_full);
+        /* a uniform key has at most two distinct digits with p = (10 + 45 * 30) / 1e5 = 0.0136; a repeating one always */
+        double two = (10 + 45 * 30) / 1e5, want = mode == 3 ? 0.5 + 0.5 * two : two;
+        CHECK_NEAR((double)n_two_digits / n_pk, want, mode == 3 ? 0.03 : 0.008, "keys of at most two digits");
     }
     /* p = 0 and p = 1 */
-    BatchSpec spec = {0, 0.5, 0, 0, 4.0f, 0};
+    BatchSpec spec = {0, 0.5, 0, 0, 4.0f, 0, 0};
     CHECK(batch_fill(&u.pk, &spec, B, T, &r, tok, w, info, err) == 0, "p = 0");
     spec.p_passkey = 1;
     CHECK(batch_fill(&u.pk, &spec, B, T, &r, tok, w, info, err) == B, "p = 1");
