@@ -394,25 +394,29 @@ static const struct { const char *claim, *needs, *figures; } PREDICTIONS[14] = {
      "alibi-distance.svg alibi-pi-distance.svg ppl-by-length.svg"},
 };
 
-/* the folder the report is written to: its figure links name only files that are there */
-static const char *report_dir;
+/* The report being written and its folder: a verdict links only figures that are there. */
+typedef struct {
+    FILE *f;
+    const char *dir;
+} Report;
 
 /* One verdict line: reproduced / not reproduced / not tested, and the evidence in numbers. A number the
    run did not measure (a length left out with -max-mult or -only) shows as nan or n/a and makes the
    verdict "incomplete" rather than a failure. */
-static void verdict(FILE *f, int n, int tested, int holds, const char *fmt, ...) {
+static void verdict(const Report *rep, int n, int tested, int holds, const char *fmt, ...) {
     char evidence[1200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(evidence, sizeof evidence, fmt, ap);
     va_end(ap);
     const char *v = !tested ? "not tested" : strstr(evidence, "nan") || strstr(evidence, "n/a") ? "incomplete" : holds ? "reproduced" : "not reproduced";
+    FILE *f = rep->f;
     fprintf(f, "| %d | %s | **%s** | %s |", n, PREDICTIONS[n].claim, v, evidence);
     char names[400], path[1400];
     snprintf(names, sizeof names, "%s", PREDICTIONS[n].figures);
     int shown = 0;
     for (char *name = strtok(names, " "); name && tested; name = strtok(NULL, " ")) {
-        snprintf(path, sizeof path, "%s/%s", report_dir, name);
+        snprintf(path, sizeof path, "%s/%s", rep->dir, name);
         if (access(path, R_OK)) continue;
         fprintf(f, "%s[%s](%s)", shown++ ? ", " : " ", name, name);
     }
@@ -420,11 +424,11 @@ static void verdict(FILE *f, int n, int tested, int holds, const char *fmt, ...)
 }
 
 /* the row of a prediction whose variants this run left out */
-static void not_run(FILE *f, int n) { verdict(f, n, 0, 0, "not run: needs %s (see -only)", PREDICTIONS[n].needs); }
+static void not_run(const Report *rep, int n) { verdict(rep, n, 0, 0, "not run: needs %s (see -only)", PREDICTIONS[n].needs); }
 
 static void write_report(const Args *a, const Result *res, const int *run, double seconds, int argc, char **argv) {
     FILE *f = open_in(a, "README.md");
-    report_dir = a->out;
+    const Report rep = {f, a->out};
     char b1[16], b2[16], b3[16], b4[16], b5[16], b6[16];
     fprintf(f, "# The extrapolation study on the zoo\n\nWritten by `./study` (`make study`) in %.0f s on this machine; the command:\n\n    ", seconds);
     for (int i = 0; i < argc; i++) fprintf(f, "%s%s", i ? " " : "", argv[i]);
@@ -475,41 +479,41 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
     fprintf(f, "## Predictions (study.md §11.5)\n\n| # | prediction | verdict | evidence | figures |\n|---|---|---|---|---|\n");
     if (learned) {
         int i2 = ppl_index(2);
-        verdict(f, 1, 1, !learned->ppl_ok[i2] && isnan(exact_at(learned, 2)),
+        verdict(&rep, 1, 1, !learned->ppl_ok[i2] && isnan(exact_at(learned, 2)),
                 "at 2L: %s", learned->ppl_ok[i2] ? "it ran" : learned->ppl_err[i2]);
     } else {
-        not_run(f, 1);
+        not_run(&rep, 1);
     }
     if (sin) {
         double b1x = avg_at(sin, 1), past = last_bucket_at(sin, 2), ratio = exp2(past - b1x);
         int holds = ratio >= 1.5 && avg_at(sin, 4) > b1x && exact_at(sin, 2) < 0.05 && exact_at(sin, 4) < 0.05;
-        verdict(f, 2, 1, holds,
+        verdict(&rep, 2, 1, holds,
                 "positions [L,2L) at 2x: %.3f bpb vs %.3f at 1x (perplexity x%.2f); 4x window average %.3f; passkey 2x %s, 4x %s", past, b1x,
                 ratio, avg_at(sin, 4), pct(exact_at(sin, 2), b1), pct(exact_at(sin, 4), b2));
     } else {
-        not_run(f, 2);
+        not_run(&rep, 2);
     }
     if (rope) {
         int holds = exact_at(rope, 2) <= 0.3 && exact_at(rope, 4) < 0.05 && near_at(rope, 4, rope->L) < 0.05 &&
                     last_bucket_at(rope, 4) > last_bucket_at(rope, 2) && last_bucket_at(rope, 2) > avg_at(rope, 1);
-        verdict(f, 3, 1,
+        verdict(&rep, 3, 1,
                 holds, "last bucket: %.3f (2x), %.3f (4x), %.3f (8x) vs %.3f at 1x; passkey 1.5x %s, 2x %s, 4x %s, 4x with needle within L %s",
                 last_bucket_at(rope, 2), last_bucket_at(rope, 4), last_bucket_at(rope, 8), avg_at(rope, 1), pct(exact_at(rope, 1.5), b1),
                 pct(exact_at(rope, 2), b2), pct(exact_at(rope, 4), b3), pct(near_at(rope, 4, rope->L), b4));
     } else {
-        not_run(f, 3);
+        not_run(&rep, 3);
     }
     if (alibi) {
         int flat = 1;
         for (int i = ppl_index(1); i + 1 < N_PPL && PPL_MULT[i + 1] <= a->max_mult; i++) flat &= avg_at(alibi, PPL_MULT[i + 1]) <= avg_at(alibi, PPL_MULT[i]) * 1.01;
         double near16 = near_at(alibi, 16, alibi->L), near64 = near_at(alibi, a->max_mult, alibi->L);
         int holds = flat && near16 >= 0.8 && exact_at(alibi, a->max_mult) < near64;
-        verdict(f, 4,
+        verdict(&rep, 4,
                 1, holds, "window average %.3f (1x), %.3f (4x), %.3f (16x), %.3f (%dx)%s; needles within L: %s at 16x, %s at %dx; all needles %s at 16x",
                 avg_at(alibi, 1), avg_at(alibi, 4), avg_at(alibi, 16), avg_at(alibi, a->max_mult), a->max_mult, flat ? "" : " (not monotone within 1%)",
                 pct(near16, b1), pct(near64, b2), a->max_mult, pct(exact_at(alibi, 16), b3));
     } else {
-        not_run(f, 4);
+        not_run(&rep, 4);
     }
     {
         const Result *cands[] = {alibi, sinks, yarn};
@@ -527,48 +531,48 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
             size_t len = strlen(ev);
             snprintf(ev + len, sizeof ev - len, "%s%s: bpb 16x/1x = %.3f, mean passkey at >= 4x %s", len ? "; " : "", names[i], flat, pct(mean4, b1));
         }
-        verdict(f, 5, tested, holds, "%s", ev);
+        verdict(&rep, 5, tested, holds, "%s", ev);
     }
     if (sinks) {
         int holds = avg_at(sinks, a->max_mult) <= avg_at(sinks, 1) * 1.05 && near_at(sinks, 16, sinks->L / 2) >= 0.8 && exact_at(sinks, 16) < 0.5;
-        verdict(f, 6, 1,
+        verdict(&rep, 6, 1,
                 holds, "window average %.3f (1x), %.3f (%dx); at 16x: needles within L/2 %s, all %s", avg_at(sinks, 1), avg_at(sinks, a->max_mult),
                 a->max_mult, pct(near_at(sinks, 16, sinks->L / 2), b1), pct(exact_at(sinks, 16), b2));
     } else {
-        not_run(f, 6);
+        not_run(&rep, 6);
     }
     if (pi && pi4) {
         int zs = avg_at(pi, 2) > avg_at(rope, 1) && avg_at(pi, 16) < 2 * avg_at(pi, 2);
         int ft = exact_at(pi4, 1) >= 0.8 && exact_at(pi4, 2) >= 0.8 && exact_at(pi4, 4) >= 0.8 && avg_at(pi4, 4) <= avg_at(rope, 1) * 1.05;
-        verdict(f, 7, 1,
+        verdict(&rep, 7, 1,
                 zs && ft, "zero-shot bpb %.3f (2x), %.3f (16x) vs plain RoPE %.3f at 1x and %.3f at 2x; fine-tuned: bpb %.3f at 4x, passkey %s / %s / %s at 1x / 2x / 4x, %s at 8x",
                 avg_at(pi, 2), avg_at(pi, 16), avg_at(rope, 1), avg_at(rope, 2), avg_at(pi4, 4), pct(exact_at(pi4, 1), b1), pct(exact_at(pi4, 2), b2),
                 pct(exact_at(pi4, 4), b3), pct(exact_at(pi4, 8), b4));
     } else {
-        not_run(f, 7);
+        not_run(&rep, 7);
     }
     if (ntk && pi && dyn) {
         int holds = avg_at(ntk, 2) < avg_at(pi, 2) && avg_at(ntk, 4) < avg_at(pi, 4) && fabs(avg_at(dyn, 1) - avg_at(rope, 1)) < 1e-6 &&
                     avg_at(dyn, 8) < avg_at(rope, 8);
-        verdict(f, 8, 1, holds,
+        verdict(&rep, 8, 1, holds,
                 "NTK %.3f / %.3f vs PI %.3f / %.3f at 2x / 4x; dynamic %.3f at 1x (RoPE %.3f), %.3f at 8x (RoPE %.3f); passkey NTK 2x %s",
                 avg_at(ntk, 2), avg_at(ntk, 4), avg_at(pi, 2), avg_at(pi, 4), avg_at(dyn, 1), avg_at(rope, 1), avg_at(dyn, 8), avg_at(rope, 8),
                 pct(exact_at(ntk, 2), b1));
     } else {
-        not_run(f, 8);
+        not_run(&rep, 8);
     }
     if (yarn && yarn4 && pi && ntk && dyn && pi4) {
         int best = 1;
         for (double m = 2; m <= 8; m *= 2)
             best &= avg_at(yarn, m) <= fmin(avg_at(pi, m), fmin(avg_at(ntk, m), avg_at(dyn, m)));
         int ft = exact_at(yarn4, 1) >= 0.8 && exact_at(yarn4, 2) >= 0.8 && exact_at(yarn4, 4) >= 0.8 && exact_at(yarn4, 8) > exact_at(pi4, 8);
-        verdict(f, 9,
+        verdict(&rep, 9,
                 1, best && ft, "zero-shot bpb at 2x / 4x / 8x: YaRN %.3f / %.3f / %.3f, PI %.3f / %.3f / %.3f, NTK %.3f / %.3f / %.3f, dynamic %.3f / %.3f / %.3f; "
                 "fine-tuned passkey %s / %s / %s at 1x / 2x / 4x, %s at 8x (PI-FT %s)", avg_at(yarn, 2), avg_at(yarn, 4), avg_at(yarn, 8), avg_at(pi, 2),
                 avg_at(pi, 4), avg_at(pi, 8), avg_at(ntk, 2), avg_at(ntk, 4), avg_at(ntk, 8), avg_at(dyn, 2), avg_at(dyn, 4), avg_at(dyn, 8),
                 pct(exact_at(yarn4, 1), b1), pct(exact_at(yarn4, 2), b2), pct(exact_at(yarn4, 4), b3), pct(exact_at(yarn4, 8), b4), pct(exact_at(pi4, 8), b5));
     } else {
-        not_run(f, 9);
+        not_run(&rep, 9);
     }
     if (rope && se4 && se8) {
         /* per variant: every needle length within the reach >= 80%, needles at least L from the question
@@ -605,9 +609,9 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
         size_t len = strlen(ev);
         snprintf(ev + len, sizeof ev - len, "; plain RoPE passkey %s at %gx, bpb %.3f / %.3f at 4x / 8x", pct(exact_at(rope, longest), b1), longest,
                  avg_at(rope, 4), avg_at(rope, 8));
-        verdict(f, 10, 1, holds, "%s", ev);
+        verdict(&rep, 10, 1, holds, "%s", ev);
     } else {
-        not_run(f, 10);
+        not_run(&rep, 10);
     }
     if (nope && rope) {
         int holds = exact_at(nope, 1.5) > 0 && exact_at(nope, 4) < 0.05 && exact_at(nope, 1.5) >= exact_at(rope, 1.5);
@@ -618,29 +622,29 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
         if (nope_logn)
             snprintf(temp, sizeof temp, "passkey %s / %s / %s, bpb %.3f at 2x", pct(exact_at(nope_logn, 1.5), b1),
                      pct(exact_at(nope_logn, 2), b2), pct(exact_at(nope_logn, 4), b3), avg_at(nope_logn, 2));
-        verdict(f, 11, 1, holds && tempered > plain,
+        verdict(&rep, 11, 1, holds && tempered > plain,
                 "NoPE passkey %s / %s / %s at 1.5x / 2x / 4x (RoPE %s / %s / %s); bpb %.3f / %.3f at 1x / 2x. With the log-n attention temperature: %s",
                 pct(exact_at(nope, 1.5), b1), pct(exact_at(nope, 2), b2), pct(exact_at(nope, 4), b3), pct(exact_at(rope, 1.5), b4),
                 pct(exact_at(rope, 2), b5), pct(exact_at(rope, 4), b6), avg_at(nope, 1), avg_at(nope, 2), temp);
     } else {
-        not_run(f, 11);
+        not_run(&rep, 11);
     }
     if (t5) {
         int holds = avg_at(t5, 2) <= avg_at(t5, 1) * 1.1 && exact_at(t5, 2) > 0 && exact_at(t5, 2) < exact_at(t5, 1);
-        verdict(f, 12, 1, holds,
+        verdict(&rep, 12, 1, holds,
                 "bpb %.3f / %.3f / %.3f / %.3f at 1x / 2x / 4x / 16x; passkey %s / %s / %s at 1x / 2x / 4x", avg_at(t5, 1), avg_at(t5, 2), avg_at(t5, 4),
                 avg_at(t5, 16), pct(exact_at(t5, 1), b1), pct(exact_at(t5, 2), b2), pct(exact_at(t5, 4), b3));
     } else {
-        not_run(f, 12);
+        not_run(&rep, 12);
     }
     if (alibi && alibipi) {
         double far = far_between(alibi, 2, 8, alibi->L), far_pi = far_between(alibipi, 2, 8, alibi->L);
         int holds = far_pi > far && avg_at(alibipi, 4) > avg_at(alibi, 4);
-        verdict(f, 13, 1, holds, "needles farther than L at 2-8x: %s with PI vs %s plain; bpb at 2x / 4x / 8x: %.3f / %.3f / %.3f with PI vs %.3f / %.3f / %.3f",
+        verdict(&rep, 13, 1, holds, "needles farther than L at 2-8x: %s with PI vs %s plain; bpb at 2x / 4x / 8x: %.3f / %.3f / %.3f with PI vs %.3f / %.3f / %.3f",
                 pct(far_pi, b1), pct(far, b2), avg_at(alibipi, 2), avg_at(alibipi, 4), avg_at(alibipi, 8), avg_at(alibi, 2), avg_at(alibi, 4),
                 avg_at(alibi, 8));
     } else {
-        not_run(f, 13);
+        not_run(&rep, 13);
     }
 
     fprintf(f, "\n## Needle heatmaps (x = context length, y = depth; red 0 -> yellow -> green 1) and distance views\n\n");
