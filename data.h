@@ -59,7 +59,7 @@
    targets weigh answer_weight (weights[r][n-6..n-2]), the rest 1, or 0 when answer_only. Otherwise
    the row is a random T+1-token window of the corpus stream (weight 1 everywhere).
    With probability p_repeat_key a passkey row's key (both copies) is redrawn from two distinct random
-   digits, so that it repeats a digit (e.g. 37733): an uniform key repeats one 70% of the time, and the
+   digits, so that it repeats a digit (e.g. 37733): a uniform key repeats one 70% of the time, and the
    models that copy by content rather than by offset miss those (README, "The model zoo"). Evaluation
    prompts always use uniform keys. */
 #ifndef DATA_H
