@@ -194,6 +194,8 @@ void needle_stat_add(NeedleStat *to, const NeedleStat *s) {
     to->trials += s->trials;
     to->exact += s->exact;
     to->digits += s->digits;
+    to->repeats += s->repeats;
+    to->repeats_exact += s->repeats_exact;
     to->logp += s->logp;
 }
 
@@ -202,7 +204,7 @@ static int trial(Model *m, const int *ids, int T, int shift, int keep, float *lo
     int V = m->c.vocab_size;
     model_reset(m);
     if (feed(m, ids, T - 6, shift, keep, NULL, err) || feed(m, ids + T - 6, 5, shift, keep, logits, err)) return -1;
-    *s = (NeedleStat){1, 1, 0, 0};
+    *s = (NeedleStat){.trials = 1, .exact = 1};
     for (int i = 0; i < 5; i++) {
         const float *row = logits + (size_t)i * V;
         int want = ids[T - 5 + i], best = 0;
@@ -210,7 +212,9 @@ static int trial(Model *m, const int *ids, int T, int shift, int keep, float *lo
         s->digits += best == want;
         s->exact &= best == want;
         s->logp -= nll_of(row, V, want);
+        for (int j = 0; j < i; j++) s->repeats |= ids[T - 5 + j] == want;   /* every digit is one token */
     }
+    s->repeats_exact = s->repeats && s->exact;
     return 0;
 }
 
@@ -266,7 +270,8 @@ void needle_free(Needle *g) {
     g->cell = g->dist = NULL;
 }
 
-static double acc(const NeedleStat *s) { return s->trials ? (double)s->exact / s->trials : NAN; }
+static double ratio(int part, int whole) { return whole ? (double)part / whole : NAN; }
+static double acc(const NeedleStat *s) { return ratio(s->exact, s->trials); }
 
 /* a whole column (one haystack, one length) pooled over depths */
 static NeedleStat column(const Needle *g, int h, int l) {
@@ -277,7 +282,9 @@ static NeedleStat column(const Needle *g, int h, int l) {
 
 void needle_print(const Needle *g, FILE *out) {
     fprintf(out, "model %s\nneedle in a haystack: %d haystack(s) x %d lengths x %d depths x %d trials, seed %llu (-s %llu reruns it)\n"
-                 "score: exact match of the 5-digit key under teacher forcing (= greedy decoding); chance 1e-5 exact, 0.1 per digit\n",
+                 "score: exact match of the 5-digit key under teacher forcing (= greedy decoding); chance 1e-5 exact, 0.1 per digit\n"
+                 "rows under the grid: exact match over all keys, over keys of 5 distinct digits (30%% of keys) and over keys that\n"
+                 "repeat a digit (70%%; '-': none drawn), the share of right digits, the mean log-probability of the key (nats)\n",
             g->model, g->n_hay, g->n_lengths, g->n_depths, g->trials, (unsigned long long)g->seed, (unsigned long long)g->seed);
     for (int h = 0; h < g->n_hay; h++) {
         fprintf(out, "\n%s haystack, exact-match accuracy\n%-12s", HAY_NAME[g->hay[h]], "depth");
@@ -288,13 +295,16 @@ void needle_print(const Needle *g, FILE *out) {
             fprintf(out, "\n%-12s", depth);
             for (int l = 0; l < g->n_lengths; l++) fprintf(out, " %7.2f", acc(cell(g, h, l, d)));
         }
-        const char *rows[] = {"exact", "digits", "log p(key)"};
+        const char *rows[] = {"exact", "distinct", "repeated", "digits", "log p(key)"};
         int context = 0;
-        for (int r = 0; r < 3; r++) {
+        for (int r = 0; r < 5; r++) {
             fprintf(out, "\n%-12s", rows[r]);
             for (int l = 0; l < g->n_lengths; l++) {
                 NeedleStat s = column(g, h, l);
-                fprintf(out, " %7.2f", r == 0 ? acc(&s) : r == 1 ? s.digits / (5.0 * s.trials) : s.logp / s.trials);
+                double v = r == 0 ? acc(&s) : r == 1 ? ratio(s.exact - s.repeats_exact, s.trials - s.repeats) : r == 2 ? ratio(s.repeats_exact, s.repeats)
+                         : r == 3 ? s.digits / (5.0 * s.trials) : s.logp / s.trials;
+                if (isnan(v)) fprintf(out, " %7s", "-");
+                else fprintf(out, " %7.2f", v);
                 if (acc(&s) >= 0.8 && g->lengths[l] > context) context = g->lengths[l];
             }
         }
@@ -305,12 +315,12 @@ void needle_print(const Needle *g, FILE *out) {
 }
 
 static void stat_csv(FILE *f, const NeedleStat *s, uint64_t seed) {
-    fprintf(f, "%d,%d,%.8g,%.8g,%.8g,%llu\n", s->trials, s->exact, acc(s), s->digits / (5.0 * s->trials), s->logp / s->trials,
-            (unsigned long long)seed);
+    fprintf(f, "%d,%d,%.8g,%.8g,%.8g,%d,%d,%llu\n", s->trials, s->exact, acc(s), s->digits / (5.0 * s->trials), s->logp / s->trials,
+            s->repeats, s->repeats_exact, (unsigned long long)seed);
 }
 
 void needle_csv(const Needle *g, FILE *f) {
-    fprintf(f, "haystack,length,depth_pct,trials,exact,exact_acc,digit_acc,mean_logp_key,seed\n");
+    fprintf(f, "haystack,length,depth_pct,trials,exact,exact_acc,digit_acc,mean_logp_key,repeat_trials,repeat_exact,seed\n");
     for (int h = 0; h < g->n_hay; h++)
         for (int l = 0; l < g->n_lengths; l++)
             for (int d = 0; d < g->n_depths; d++) {
@@ -320,7 +330,7 @@ void needle_csv(const Needle *g, FILE *f) {
 }
 
 void needle_distance_csv(const Needle *g, FILE *f) {
-    fprintf(f, "haystack,length,distance_lo,distance_hi,trials,exact,exact_acc,digit_acc,mean_logp_key,seed\n");
+    fprintf(f, "haystack,length,distance_lo,distance_hi,trials,exact,exact_acc,digit_acc,mean_logp_key,repeat_trials,repeat_exact,seed\n");
     for (int h = 0; h < g->n_hay; h++)
         for (int l = 0; l < g->n_lengths; l++)
             for (int k = 0; k < NEEDLE_BINS; k++)
@@ -415,8 +425,9 @@ void needle_heatmap_svg(const Needle *g, FILE *f) {
                 fprintf(f, "<rect class=\"cell\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" stroke=\"white\" stroke-width=\"0.5\">",
                         x0 + l * cw, top + d * ch, cw, ch, c);
                 if (s->trials)
-                    svg_title(f, "%s, length %d, depth %.4g%%: %d/%d exact, digits %.0f%%, mean log p(key) %.2f", HAY_NAME[g->hay[h]],
-                              g->lengths[l], 100 * needle_depth(g, d), s->exact, s->trials, 100 * s->digits / (5.0 * s->trials), s->logp / s->trials);
+                    svg_title(f, "%s, length %d, depth %.4g%%: %d/%d exact (keys that repeat a digit %d/%d), digits %.0f%%, mean log p(key) %.2f",
+                              HAY_NAME[g->hay[h]], g->lengths[l], 100 * needle_depth(g, d), s->exact, s->trials, s->repeats_exact, s->repeats,
+                              100 * s->digits / (5.0 * s->trials), s->logp / s->trials);
                 else svg_title(f, "%s, length %d, depth %.4g%%: not run", HAY_NAME[g->hay[h]], g->lengths[l], 100 * needle_depth(g, d));
                 fputs("</rect>\n", f);
             }

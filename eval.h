@@ -57,7 +57,9 @@ void ppl_csv(const Ppl *p, FILE *f);
 #define NEEDLE_MAX_DEPTHS 101
 #define NEEDLE_BINS 32      /* distance bins [2^k, 2^(k+1)) */
 
-typedef struct { int trials, exact, digits; double logp; } NeedleStat;   /* digits: right digits of 5*trials; logp: summed key log-probs */
+/* digits: right digits of 5*trials; logp: summed key log-probs; repeats: trials whose key repeats a digit
+   (70% of uniform keys; the keys small models miss, README "What I found"), repeats_exact: those exact */
+typedef struct { int trials, exact, digits, repeats, repeats_exact; double logp; } NeedleStat;
 void needle_stat_add(NeedleStat *to, const NeedleStat *s);
 
 typedef struct {

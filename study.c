@@ -353,6 +353,9 @@ static const Result *find(const Result *res, const int *run, const char *name) {
     return v >= 0 && run[v] ? &res[v] : NULL;
 }
 
+/* a zoo model run as trained: no encoding override, no sinks, not one of the 4x fine-tunes */
+static int pretrained_as_is(int v) { return !VARIANTS[v].pe && VARIANTS[v].sinks < 0 && !strstr(VARIANTS[v].name, "4"); }
+
 static const char *pct(double v, char *buf) {
     if (isnan(v)) return "n/a";
     snprintf(buf, 16, "%.0f%%", 100 * v);
@@ -460,13 +463,22 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
     int g1 = 1, n_models = 0;
     double lo = INFINITY, hi = -INFINITY;
     for (int v = 0; v < N_VARIANTS; v++) {
-        if (!run[v] || VARIANTS[v].pe || VARIANTS[v].sinks >= 0 || strstr(VARIANTS[v].name, "4")) continue;   /* the trained models, as trained */
+        if (!run[v] || !pretrained_as_is(v)) continue;
         n_models++;
         g1 &= exact_at(&res[v], 1) >= 0.95;
         lo = fmin(lo, avg_at(&res[v], 1));
         hi = fmax(hi, avg_at(&res[v], 1));
     }
-    fprintf(f, "- **G1 learnability** (every trained model >= 95%% exact at L): %s over %d models.\n", g1 ? "passed" : "FAILED", n_models);
+    fprintf(f, "- **G1 learnability** (every trained model >= 95%% exact at L): %s over %d models. Exact at L, and in brackets over the keys "
+               "that repeat a digit:", g1 ? "passed" : "FAILED", n_models);
+    for (int v = 0, first = 1; v < N_VARIANTS; v++) {
+        if (!run[v] || !pretrained_as_is(v)) continue;
+        NeedleStat at_l = needle_at(&res[v], 1, 0);
+        fprintf(f, "%s %s %s (%s)", first ? "" : ",", VARIANTS[v].label, pct(exact_at(&res[v], 1), b1),
+                pct(at_l.repeats ? (double)at_l.repeats_exact / at_l.repeats : NAN, b2));
+        first = 0;
+    }
+    fprintf(f, ".\n");
     fprintf(f, "- **G2 in-distribution parity** (bits/byte at L within ~5%%): spread %.3f to %.3f (%.1f%%).\n\n", lo, hi, 100 * (hi / lo - 1));
 
     /* predictions, study.md §11.5 */

@@ -358,7 +358,8 @@ static void test_eval_needle_grid(void) {
                           "-csv", csv, "-svg", svg, "-distance-svg", dsvg, "-distance-csv", dcsv, NULL};
     Run r = run(args);
     CHECK(r.status == 0 && only_progress(r.err), "needle CLI: exit %d, stderr %s", r.status, r.err);
-    CHECK(strstr(r.out, "seed 7") && strstr(r.out, "filler haystack") && strstr(r.out, "corpus haystack"), "needle output: %s", r.out);
+    CHECK(strstr(r.out, "seed 7") && strstr(r.out, "filler haystack") && strstr(r.out, "corpus haystack") && count(r.out, "\nrepeated ") == 2
+          && count(r.out, "\ndistinct ") == 2, "needle output: %s", r.out);
 
     Model m;
     Corpus c;
@@ -372,14 +373,16 @@ static void test_eval_needle_grid(void) {
     float *logits = malloc((size_t)120 * V * sizeof *logits);
     int ids[120];
     char *text = slurp(csv), *line = text ? strchr(text, '\n') : NULL;
-    const char *header = "haystack,length,depth_pct,trials,exact,exact_acc,digit_acc,mean_logp_key,seed\n";
+    const char *header = "haystack,length,depth_pct,trials,exact,exact_acc,digit_acc,mean_logp_key,repeat_trials,repeat_exact,seed\n";
+    int all_trials = 0, all_repeats = 0, col_repeats[2][2] = {{0}}, col_repeats_exact[2][2] = {{0}};
     CHECK(text && !strncmp(text, header, strlen(header)), "CSV header: %.100s", text ? text : "(none)");
     for (; line && line[1]; line = strchr(line + 1, '\n')) {
         char hay[16];
-        int T, n, exact, l, d, h;
+        int T, n, exact, repeats, repeats_exact, l, d, h;
         double pct, ea, da, lp;
         unsigned long long seed;
-        if (!(sscanf(line + 1, "%15[^,],%d,%lf,%d,%d,%lf,%lf,%lf,%llu", hay, &T, &pct, &n, &exact, &ea, &da, &lp, &seed) == 9)) {
+        if (!(sscanf(line + 1, "%15[^,],%d,%lf,%d,%d,%lf,%lf,%lf,%d,%d,%llu", hay, &T, &pct, &n, &exact, &ea, &da, &lp, &repeats, &repeats_exact,
+                     &seed) == 11)) {
             CHECK(0, "bad CSV row %.80s", line + 1);
             break;
         }
@@ -392,7 +395,7 @@ static void test_eval_needle_grid(void) {
         if (fabs(pct - 50 * d) > 1e-9 || d < 0 || d >= n_depths) continue;
         seen[h][l][d]++;
         CHECK(n == trials && seed == 7, "trials %d, seed %llu", n, seed);
-        int want_exact = 0, want_digits = 0;
+        int want_exact = 0, want_digits = 0, want_repeats = 0, want_repeats_exact = 0;
         double want_lp = 0;
         for (int k = 0; k < trials; k++) {
             Rng rng;
@@ -419,12 +422,33 @@ static void test_eval_needle_grid(void) {
                 all &= best == ids[T - 5 + i];
             }
             want_exact += all;
+            int repeat = 0;   /* from the key's text, not its tokens */
+            for (int i = 0; i < 5; i++) repeat |= strchr(info.digits + i + 1, info.digits[i]) != NULL;
+            want_repeats += repeat;
+            want_repeats_exact += repeat && all;
         }
+        all_trials += trials;
+        all_repeats += want_repeats;
+        col_repeats[h][l] += want_repeats;
+        col_repeats_exact[h][l] += want_repeats_exact;
+        CHECK(repeats == want_repeats && repeats_exact == want_repeats_exact, "%s T %d depth %g: %d/%d repeating keys exact, want %d/%d", hay, T,
+              pct, repeats_exact, repeats, want_repeats_exact, want_repeats);
         CHECK(exact == want_exact && fabs(da - want_digits / (5.0 * trials)) < 1e-6, "%s T %d depth %g: exact %d digits %g, want %d and %g",
               hay, T, pct, exact, da, want_exact, want_digits / (5.0 * trials));
         CHECK_NEAR(lp, want_lp / trials, 1e-3, "mean log p(key)");
     }
     CHECK(rows == 2 * 2 * n_depths, "%d CSV rows, want %d", rows, 2 * 2 * n_depths);
+    CHECK(all_repeats > 0 && all_repeats < all_trials, "%d of %d keys repeat a digit: the split is not exercised", all_repeats, all_trials);
+    for (int h = 0; h < 2; h++) {   /* the printed row pools a column's depths */
+        const char *sec = strstr(r.out, h ? "corpus haystack" : "filler haystack"), *row = sec ? strstr(sec, "\nrepeated ") : NULL;
+        char got[2][16] = {"", ""};
+        CHECK(row && sscanf(row, " repeated %15s %15s", got[0], got[1]) == 2, "%s: no repeated row", h ? "corpus" : "filler");
+        for (int l = 0; l < 2; l++) {
+            char want[16] = "-";
+            if (col_repeats[h][l]) snprintf(want, sizeof want, "%.2f", (double)col_repeats_exact[h][l] / col_repeats[h][l]);
+            CHECK(!strcmp(got[l], want), "%s %d: repeated row prints %s, want %s", h ? "corpus" : "filler", lengths[l], got[l], want);
+        }
+    }
     for (int h = 0; h < 2; h++)
         for (int l = 0; l < 2; l++)
             for (int d = 0; d < n_depths; d++) CHECK(seen[h][l][d] == 1, "cell %d/%d/%d appears %d times", h, l, d, seen[h][l][d]);
@@ -508,6 +532,22 @@ static void test_eval_study(void) {
           "prediction 8: %s", report ? report : "(none)");
     CHECK(report && strstr(report, "| 13 | ALiBi + PI") && strstr(report, "**not tested** | not run: needs the variants alibi and alibi-pi"),
           "prediction 13: %s", report ? report : "(none)");
+    /* G1 names each model's exact match at L and over its keys that repeat a digit, from its needle CSV */
+    snprintf(path, sizeof path, "%s/rope-needle.csv", out);
+    char *needle = slurp(path), g1_want[64] = "";
+    int at_l[4] = {0};   /* trials, exact, repeat_trials, repeat_exact */
+    for (char *row = needle ? strchr(needle, '\n') : NULL; row && row[1]; row = strchr(row + 1, '\n')) {
+        int T, n, e, rn, re;
+        if (sscanf(row + 1, "%*[^,],%d,%*f,%d,%d,%*f,%*f,%*f,%d,%d", &T, &n, &e, &rn, &re) != 5) { CHECK(0, "rope-needle.csv row %.80s", row + 1); break; }
+        if (T != 128) continue;
+        at_l[0] += n, at_l[1] += e, at_l[2] += rn, at_l[3] += re;
+    }
+    char repeat_pct[16] = "n/a";
+    if (at_l[2]) snprintf(repeat_pct, sizeof repeat_pct, "%.0f%%", 100.0 * at_l[3] / at_l[2]);
+    snprintf(g1_want, sizeof g1_want, " RoPE %.0f%% (%s),", at_l[0] ? 100.0 * at_l[1] / at_l[0] : NAN, repeat_pct);
+    CHECK(at_l[0] == 4 && report && strstr(report, "over the keys that repeat a digit:") && strstr(report, g1_want),
+          "G1 at L: want \"%s\" from %d trials in %s", g1_want, at_l[0], report ? report : "(none)");
+    free(needle);
     /* the window-128 total row of rope in ppl.csv, against eval_ppl on the first 301 tokens */
     snprintf(path, sizeof path, "%s/ppl.csv", out);
     char *csv = slurp(path), *line = csv ? strstr(csv, "\nrope,128,0,128,") : NULL;
