@@ -21,12 +21,13 @@ void eval_describe(const Model *m, const char *path, char *out, size_t cap) {
 }
 
 /* Progress on stderr, only for runs longer than a few seconds: a line rewritten in place on a terminal,
-   a line every 10 s in a log. ETA from the fraction of the work (tokens, not items) done. */
+   a line every 10 s in a log or for a tagged run (runs side by side would rewrite each other's line).
+   ETA from the fraction of the work (tokens, not items) done. */
 typedef struct { double t0, next; int shown; } Progress;
 
 static void progress(Progress *pr, const char *tag, const char *what, long long done, long long total, double frac) {
     double t = now_s(), el = t - pr->t0;
-    int tty = isatty(STDERR_FILENO);
+    int tty = !tag && isatty(STDERR_FILENO);
     if (done < total ? el < 3 || t < pr->next : !pr->shown) return;
     pr->next = t + (tty ? 0.5 : 10);
     pr->shown = 1;

@@ -32,7 +32,8 @@ void eval_describe(const Model *m, const char *path, char *out, size_t cap);
 typedef struct {
     /* set by the caller */
     const char *model;      /* eval_describe's text */
-    const char *tag;        /* NULL, or a name that starts each progress line (runs side by side: ./study -jobs) */
+    const char *tag;        /* NULL, or a name that starts each progress line, then whole lines even on a terminal
+                               (runs side by side: ./study -jobs) */
     int window, stride;     /* N and S, in tokens; stride = window: non-overlapping */
     int bucket;             /* bucket unit L (the training length by default) */
     int chunk;              /* rows of logits computed at a time */

@@ -144,6 +144,7 @@ static int open_variant(Model *m, const Args *a, const Variant *v, int length, c
 }
 
 static void run_variant(const Args *a, const Variant *v, Result *r, const Tokens *text, const Passkey *pk) {
+    int side_by_side = a->jobs > 1;   /* progress lines then carry the variant's name */
     char err[GGUF_ERR], desc[600];
     double t0 = now_s();
     Model m;
@@ -159,7 +160,7 @@ static void run_variant(const Args *a, const Variant *v, Result *r, const Tokens
         if (open_variant(&m, a, v, N, err)) { snprintf(r->ppl_err[i], sizeof r->ppl_err[i], "%s", err); continue; }
         eval_describe(&m, v->file, desc, sizeof desc);
         Ppl *p = &r->ppl[i];
-        *p = (Ppl){.model = v->label, .tag = v->name, .window = N, .stride = N, .bucket = r->L, .chunk = 512, .shift = v->sinks >= 0, .keep = v->sinks};
+        *p = (Ppl){.model = v->label, .tag = side_by_side ? v->name : NULL, .window = N, .stride = N, .bucket = r->L, .chunk = 512, .shift = v->sinks >= 0, .keep = v->sinks};
         size_t n = (size_t)a->ppl_tokens + 1 < text->n ? (size_t)a->ppl_tokens + 1 : text->n;
         if (n < (size_t)N + 1) n = (size_t)N + 1 <= text->n ? (size_t)N + 1 : text->n;
         r->ppl_ok[i] = eval_ppl(&m, text->ids, n, p, err) == 0;
@@ -170,7 +171,7 @@ static void run_variant(const Args *a, const Variant *v, Result *r, const Tokens
     Needle *g = &r->grid;
     memset(g, 0, sizeof *g);
     g->model = v->label;
-    g->tag = v->name;
+    g->tag = side_by_side ? v->name : NULL;
     g->n_depths = a->depths;
     g->n_hay = 2;
     g->hay[0] = HAY_FILLER;
