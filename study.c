@@ -245,14 +245,15 @@ static NeedleStat needle_at(const Result *r, double mult, int max_distance) {   
         }
     return s;
 }
+static double share(long part, long whole) { return whole ? (double)part / whole : NAN; }   /* NAN: nothing counted */
 static double exact_at(const Result *r, double mult) {
     NeedleStat s = needle_at(r, mult, 0);
-    return s.trials ? (double)s.exact / s.trials : NAN;
+    return share(s.exact, s.trials);
 }
 /* exact match of needles closer than `distance` to the question, at mult x L */
 static double near_at(const Result *r, double mult, int distance) {
     NeedleStat s = needle_at(r, mult, distance);
-    return s.trials ? (double)s.exact / s.trials : NAN;
+    return share(s.exact, s.trials);
 }
 /* exact match of needles at least `distance` from the question, pooled over the lengths lo..hi x L */
 static double far_between(const Result *r, double lo, double hi, int distance) {
@@ -263,7 +264,7 @@ static double far_between(const Result *r, double lo, double hi, int distance) {
         exact += all.exact - near.exact;
         trials += all.trials - near.trials;
     }
-    return trials ? (double)exact / trials : NAN;
+    return share(exact, trials);
 }
 static double passkey_context(const Result *r) {   /* YaRN's: the longest length with exact >= 80% */
     double best = 0;
@@ -475,8 +476,8 @@ static void write_report(const Args *a, const Result *res, const int *run, doubl
     for (int v = 0, first = 1; v < N_VARIANTS; v++) {
         if (!run[v] || !pretrained_as_is(v)) continue;
         NeedleStat at_l = needle_at(&res[v], 1, 0);
-        fprintf(f, "%s %s %s (%s)", first ? "" : ",", VARIANTS[v].label, pct(exact_at(&res[v], 1), b1),
-                pct(at_l.repeats ? (double)at_l.repeats_exact / at_l.repeats : NAN, b2));
+        fprintf(f, "%s %s %s (%s)", first ? "" : ",", VARIANTS[v].label, pct(share(at_l.exact, at_l.trials), b1),
+                pct(share(at_l.repeats_exact, at_l.repeats), b2));
         first = 0;
     }
     fprintf(f, ".\n");

@@ -75,13 +75,9 @@ static void test_zoo_rope_retrieves(void) {
     CHECK(passkey_init(&pk, &m.tok, &t, 1, err) == 0, "%s", err);
     Needle g = {.model = "rope", .n_lengths = 1, .lengths = {L}, .n_depths = 11, .trials = 3, .n_hay = 2, .hay = {HAY_FILLER, HAY_CORPUS}, .seed = 7};
     if (eval_needle(&m, &pk, &g, err) == 0) {
-        int exact = 0, trials = 0, repeats = 0, repeats_exact = 0;
-        for (int i = 0; i < 2 * 11; i++) {
-            exact += g.cell[i].exact;
-            trials += g.cell[i].trials;
-            repeats += g.cell[i].repeats;
-            repeats_exact += g.cell[i].repeats_exact;
-        }
+        NeedleStat all = {0};
+        for (int i = 0; i < 2 * 11; i++) needle_stat_add(&all, &g.cell[i]);
+        int exact = all.exact, trials = all.trials, repeats = all.repeats, repeats_exact = all.repeats_exact;
         CHECK(trials == 66 && exact >= 0.95 * trials, "RoPE zoo model at L = %d: %d/%d exact, want >= 95%%", L, exact, trials);
         /* the split of a model that retrieves: both kinds drawn, and the exact ones counted on each side
            (test_eval checks which keys repeat, on a model that retrieves nothing) */
