@@ -1110,6 +1110,31 @@ static void test_t5_first_distance_per_bucket(void) {
     }
 }
 
+/* The encoding reads a distance's bucket from the table it computes once (PE_T5_TABLE distances) and
+   computes farther ones: both must agree with pe_t5_bucket, on either side of the table's end and of
+   max_distance (here past the table, so that the table ends inside the log buckets). */
+static void test_t5_bucket_table(void) {
+    static float table[32];
+    for (int b = 0; b < 32; b++) table[b] = (float)b;
+    Encoding e;
+    enc_prepare(&e, "t5", 64);
+    e.model.n_heads = 1;
+    e.model.rel_bias = table;
+    e.set.t5_max_distance = 3 * PE_T5_TABLE;
+    if (!enc_init(&e, PE_FAMILY_T5)) return;
+    int bad = 0, last = 0;
+    for (int d = 0; d <= 4 * PE_T5_TABLE; d++) {
+        int pk = 0;
+        float sc = 0;
+        e.ops->add_bias(&e, 0, d, &pk, 1, &sc);
+        int want = pe_t5_bucket(-d, 0, 32, 3 * PE_T5_TABLE);
+        if (sc != (float)want && bad++ < 3) CHECK(0, "t5 distance %d: bucket %g, want %d", d, sc, want);
+        last = want;
+    }
+    CHECK(bad == 0, "%d distances in the wrong bucket", bad);
+    CHECK(last == 31, "the farthest distance must reach the last bucket (got %d)", last);
+}
+
 static void test_t5_bidirectional(void) {
     static const int pairs[][2] = {   /* §11 r → bucket, bidirectional */
         {-1000, 15}, {-128, 15}, {-64, 14}, {-20, 10}, {-8, 8}, {-7, 7}, {-1, 1}, {0, 0},
@@ -1396,6 +1421,7 @@ void suite_encodings(void) {
     /* §11 */
     RUN(test_t5_unidirectional);
     RUN(test_t5_first_distance_per_bucket);
+    RUN(test_t5_bucket_table);
     RUN(test_t5_bidirectional);
     RUN(test_pitfall11_t5);
     /* §12, §13 */
