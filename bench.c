@@ -24,7 +24,7 @@ typedef struct {
 } Shape;
 
 static const Shape SHAPES[] = {
-    {"zoo rope (0.84M)", "models/zoo/rope.gguf", 0, 0, 0, 0, 0, NULL},
+    {"zoo rope", "models/zoo/rope.gguf", 0, 0, 0, 0, 0, NULL},
     {"stories15M shape", "/tmp/pelab-bench-15M.gguf", 288, 6, 6, 768, 32000, NULL},
     {"stories15M shape, Q8_0", "/tmp/pelab-bench-15M-q8_0.gguf", 0, 0, 0, 0, 0, "/tmp/pelab-bench-15M.gguf"},
     {"stories110M shape", "/tmp/pelab-bench-110M.gguf", 768, 12, 12, 2048, 32000, NULL},
