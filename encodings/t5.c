@@ -14,6 +14,7 @@ int pe_t5_bucket(int rel, int bidirectional, int n_buckets, int max_distance) {
     }
     int exact = n_buckets / 2;
     if (dist < exact) return bucket + dist;   /* the log branch only for dist >= exact (no log(0)) */
+    if (dist >= max_distance) return bucket + n_buckets - 1;   /* where the log branch reaches the last bucket */
     int b = exact + (int)(log((double)dist / exact) / log((double)max_distance / exact) * (n_buckets - exact));
     return bucket + (b < n_buckets - 1 ? b : n_buckets - 1);
 }
