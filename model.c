@@ -597,12 +597,13 @@ void transformer_backward(const Config *c, const Weights *w, const Encoding *e, 
    written with; the base only grows, except that it returns to the original once the sequence is
    back within L (HF's reset rule). */
 static void retune(Model *m, int seq_len) {
-    Encoding *e = &m->pe, old = *e;
+    Encoding *e = &m->pe;
     if (!e->ops->retune) return;
     if (e->set.dyn_stale) {
         if (seq_len > e->seq_len || seq_len <= e->set.orig_ctx) e->ops->retune(e, seq_len);
         return;
     }
+    Encoding old = *e;   /* the parameters the cached keys were rotated with */
     if (e->ops->retune(e, seq_len)) kv_move_keys(&m->kv, e, &old, 0, m->kv.n_used, 0);
 }
 
